@@ -1,0 +1,33 @@
+//! # Chapter 01: images
+//!
+//! What is a container image, really? This crate answers by pulling one from
+//! a real registry, the way `docker pull` does, and storing it in a
+//! directory that any OCI tool can read. Read the modules in this order:
+//!
+//! 1. [`reference`]: what a name like `busybox` or `localhost:5000/app:v1` means;
+//! 2. [`digest`]: content addressing, the sha256 that names and checks every blob;
+//! 3. [`manifest`] and [`platform`]: the JSON documents that describe an image;
+//! 4. [`auth`] and [`registry`]: the HTTP API v2 and its auth challenges;
+//! 5. [`store`] and [`durable`]: the OCI image layout on disk, written crash-safely;
+//! 6. [`pull`]: all of it together; [`archive`]: `save` and `load`.
+//!
+//! [`cli`] is the command line, which later chapters extend;
+//! [`explain`] narrates each step; [`progress`] and [`table`] print.
+
+pub mod archive;
+pub mod auth;
+pub mod cli;
+pub mod digest;
+pub mod durable;
+pub mod error;
+pub mod explain;
+pub mod manifest;
+pub mod platform;
+pub mod progress;
+pub mod pull;
+pub mod reference;
+pub mod registry;
+pub mod store;
+pub mod table;
+
+pub use error::{Error, Result};

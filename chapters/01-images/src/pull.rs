@@ -1,0 +1,211 @@
+//! `pull`: from a name to an image in the store.
+//!
+//! The whole of `docker pull`, in order:
+//!
+//! 1. resolve the name to a registry and repository (`reference`);
+//! 2. fetch the manifest for the tag; if it is an index, pick this
+//!    machine's platform and fetch that manifest by digest;
+//! 3. fetch the config (it lists the layers' uncompressed digests);
+//! 4. fetch the layers that are not here yet, a few at a time, each one
+//!    verified while it streams to disk;
+//! 5. only then, give the image its name in `index.json`.
+//!
+//! Step 5 comes last on purpose: whenever the pull stops, a name never
+//! points at an image whose blobs are missing.
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::explain;
+use crate::manifest::{self, parse_manifest, Descriptor, ImageConfig, ManifestKind};
+use crate::platform::{self, Platform};
+use crate::progress::Progress;
+use crate::reference::Reference;
+use crate::registry::{backoff, Registry, RegistryOptions};
+use crate::store::{Image, Store, INDEX_DIGEST};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// How many layers download at once (docker's default is 3 too).
+const PARALLEL_DOWNLOADS: usize = 3;
+/// Attempts per layer when a download breaks off mid-way.
+const LAYER_ATTEMPTS: u32 = 3;
+
+#[derive(Clone, Debug, Default)]
+pub struct PullOptions {
+    /// `--platform`; the host's platform when `None`.
+    pub platform: Option<Platform>,
+    /// `-q`: print only the image name at the end.
+    pub quiet: bool,
+}
+
+// ANCHOR: pull
+/// Pulls `reference` into `store`, printing docker-style progress.
+pub fn pull(store: &Store, reference: &Reference, registry_options: &RegistryOptions, options: &PullOptions) -> Result<Image> {
+    let progress = Progress::new();
+    let say = |line: &str| {
+        if !options.quiet {
+            progress.println(line);
+        }
+    };
+    say(&format!("{}: Pulling from {}", reference.manifest_reference(), reference.path));
+    store.clean_stale_downloads()?;
+    let _pin = store.pin_for_pull()?;
+    let registry = Registry::connect(reference, registry_options)?;
+
+    // 2. The manifest, or an index to choose from.
+    let wanted = options.platform.clone().unwrap_or_else(Platform::host);
+    let top = registry.get_manifest(reference.manifest_reference())?;
+    let (manifest_bytes, manifest_media_type, index_digest) = match parse_manifest(&top.bytes, top.media_type.as_deref())? {
+        ManifestKind::Image(_) => (top.bytes, top.media_type.clone(), None),
+        ManifestKind::Index(index) => {
+            let chosen = platform::choose(&index.manifests, &wanted)?;
+            explain::step(&format!("the tag names an index; {wanted} is {}", chosen.digest), None);
+            store.put_blob(&top.bytes)?;
+            let fetched = registry.get_manifest(chosen.digest.as_str())?;
+            (fetched.bytes, Some(chosen.media_type.clone()), Some(top.digest.clone()))
+        }
+    };
+    let ManifestKind::Image(image_manifest) = parse_manifest(&manifest_bytes, manifest_media_type.as_deref())? else {
+        return Err(Error::new("the index points to another index; nested indexes are not supported"));
+    };
+
+    // 3. The config: small, read whole, verified.
+    let config_bytes = match store.has_blob(&image_manifest.config.digest) {
+        true => store.read_blob(&image_manifest.config.digest)?,
+        false => registry.get_small_blob(&image_manifest.config.digest)?,
+    };
+    let config = ImageConfig::parse(&config_bytes)?;
+    if !config.os.is_empty() && options.platform.is_none() && !wanted.matches(&config_platform(&config)) {
+        eprintln!(
+            "WARNING: the image's platform ({}) does not match this machine's ({wanted})",
+            config_platform(&config)
+        );
+    }
+    store.put_blob(&config_bytes)?;
+
+    // 4. The layers.
+    for layer in &image_manifest.layers {
+        if layer.media_type == manifest::OCI_LAYER_ZSTD {
+            explain::step(&format!("layer {} is zstd-compressed", layer.digest), None);
+        }
+    }
+    download_layers(store, &registry, &image_manifest.layers, &progress, options.quiet)?;
+
+    // 5. Name the image, now that everything it needs is here.
+    let manifest_digest = store.put_blob(&manifest_bytes)?;
+    let name = reference.store_name();
+    let previous = store.find(&name)?.map(|i| i.descriptor.digest);
+    let mut descriptor = Descriptor {
+        media_type: manifest_media_type
+            .or(image_manifest.media_type.clone())
+            .unwrap_or_else(|| manifest::OCI_MANIFEST.to_string()),
+        digest: manifest_digest.clone(),
+        size: manifest_bytes.len() as u64,
+        platform: Some(config_platform(&config)),
+        annotations: Default::default(),
+        urls: vec![],
+    };
+    if let Some(index) = &index_digest {
+        descriptor.annotations.insert(INDEX_DIGEST.into(), index.to_string());
+    }
+    store.set_ref(&name, descriptor)?;
+
+    let shown_digest = index_digest.unwrap_or(manifest_digest.clone());
+    say(&format!("Digest: {shown_digest}"));
+    if previous.as_ref() == Some(&manifest_digest) {
+        say(&format!("Status: Image is up to date for {}", reference.familiar()));
+    } else {
+        say(&format!("Status: Downloaded newer image for {}", reference.familiar()));
+    }
+    println!("{reference}");
+    store.get(&name)
+}
+// ANCHOR_END: pull
+
+/// The platform an image config says it is for.
+pub fn config_platform(config: &ImageConfig) -> Platform {
+    Platform {
+        os: config.os.clone(),
+        architecture: config.architecture.clone(),
+        variant: config.variant.clone(),
+        os_version: None,
+    }
+}
+
+// ANCHOR: download_layers
+/// Downloads the missing layers, `PARALLEL_DOWNLOADS` at a time. Each
+/// worker takes the next layer from a shared counter; the first error stops
+/// the others from starting new layers.
+fn download_layers(store: &Store, registry: &Registry, layers: &[Descriptor], progress: &Progress, quiet: bool) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_DOWNLOADS.min(layers.len()) {
+            scope.spawn(|| loop {
+                if first_error.lock().expect("lock poisoned").is_some() {
+                    return;
+                }
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(layer) = layers.get(i) else { return };
+                if let Err(e) = download_layer(store, registry, layer, progress, quiet) {
+                    first_error.lock().expect("lock poisoned").get_or_insert(e);
+                    return;
+                }
+            });
+        }
+    });
+    match first_error.into_inner().expect("lock poisoned") {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+// ANCHOR_END: download_layers
+
+fn download_layer(store: &Store, registry: &Registry, layer: &Descriptor, progress: &Progress, quiet: bool) -> Result<()> {
+    let short = layer.digest.short().to_string();
+    if store.has_blob(&layer.digest) {
+        if !quiet {
+            progress.task(&short, 0).finish("Already exists");
+        }
+        return Ok(());
+    }
+    if !layer.urls.is_empty() || layer.media_type == manifest::DOCKER_LAYER_FOREIGN {
+        explain::step(&format!("layer {} is a foreign layer; fetching it from the registry anyway", layer.digest), None);
+    }
+    let task = if quiet { None } else { Some(progress.task(&short, layer.size)) };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = registry.open_blob(&layer.digest).and_then(|(reader, _)| {
+            store.write_blob(&layer.digest, Some(layer.size), reader, |n| {
+                if let Some(t) = &task {
+                    t.advance(n)
+                }
+            })
+        });
+        match result {
+            Ok(_) => break,
+            // A download that broke off may work next time; a digest
+            // mismatch will not (the registry holds bad content).
+            Err(e) if attempt < LAYER_ATTEMPTS && e.message().contains("broke off") => {
+                if let Some(t) = &task {
+                    t.reset();
+                }
+                backoff(attempt, e.message());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(t) = &task {
+        t.finish("Pull complete");
+    }
+    Ok(())
+}
+
+/// Checks a blob's digest as stored (what `verify` commands and tests use).
+pub fn verify_blob(store: &Store, digest: &Digest) -> Result<bool> {
+    let mut file = store.open_blob(digest)?;
+    let mut writer = crate::digest::DigestWriter::new(std::io::sink());
+    std::io::copy(&mut file, &mut writer).map_err(|e| Error::new(format!("reading blob {digest}: {e}")))?;
+    Ok(&writer.finish().0 == digest)
+}

@@ -1,0 +1,44 @@
+//! The book's "try it" transcripts, run for real: every command a reader
+//! sees is executed here and its output compared with what the book shows.
+
+use support::transcript::{self, output_matches};
+use support::{bin_dir, fixtures, workspace, Registry, TempDir};
+
+#[test]
+fn chapter_01_try_it() {
+    run_transcript("ch01-images.console");
+}
+
+fn run_transcript(name: &str) {
+    let path = workspace().join("book/src/transcripts").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let steps = transcript::parse(&text);
+    assert!(!steps.is_empty(), "{name} has no commands");
+    let registry = Registry::serve_fixtures(&fixtures().registry_storage());
+    let root = TempDir::new("transcript");
+    let docker_config = TempDir::new("transcript-dockercfg");
+    let work = TempDir::new("transcript-work");
+    let prepare = format!(
+        "export PATH={}:$PATH CRABBOX_ROOT={} DOCKER_CONFIG={}; unset CRABBOX_EXPLAIN CRABBOX_REGISTRY_MIRROR; cd {}",
+        bin_dir().display(),
+        root.path().display(),
+        docker_config.path().display(),
+        work.path().display()
+    );
+    let port = registry.port.to_string();
+    let outputs = transcript::run(
+        &steps,
+        &prepare,
+        |cmd| cmd.replace("localhost:5000", &format!("localhost:{port}")),
+        |out| out.replace(&format!("localhost:{port}"), "localhost:5000").replace(&format!("127.0.0.1:{port}"), "localhost:5000"),
+    );
+    for (step, output) in steps.iter().zip(&outputs) {
+        let actual: Vec<&str> = output.lines().map(str::trim_end).collect();
+        assert!(
+            output_matches(&step.expected, &actual),
+            "{name}: `{}` printed:\n{output}\nbut the book shows:\n{}",
+            step.command,
+            step.expected.join("\n")
+        );
+    }
+}
