@@ -30,7 +30,10 @@ fn run_transcript(name: &str) {
         &steps,
         &prepare,
         |cmd| cmd.replace("localhost:5000", &format!("localhost:{port}")),
-        |out| out.replace(&format!("localhost:{port}"), "localhost:5000").replace(&format!("127.0.0.1:{port}"), "localhost:5000"),
+        |out| {
+            out.replace(&format!("localhost:{port}"), "localhost:5000")
+                .replace(&format!("127.0.0.1:{port}"), "localhost:5000")
+        },
     );
     for (step, output) in steps.iter().zip(&outputs) {
         let actual: Vec<&str> = output.lines().map(str::trim_end).collect();

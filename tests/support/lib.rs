@@ -14,20 +14,32 @@ pub use registry::{Registry, RegistryAuth};
 
 /// The workspace root (where Cargo.toml and scripts/ live).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// The target directory that holds the chapter binaries.
 fn target_dir() -> PathBuf {
     // The test executable is target/<profile>/deps/<name>-<hash>.
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
 }
 
-/// The path of a chapter binary, built once per test process if missing.
+/// The path of a chapter binary. `scripts/test` builds them before the
+/// tests; a plain `cargo test` builds them here when they are missing or
+/// older than the chapters' sources.
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
+    let path = target_dir().join(name);
     BUILT.get_or_init(|| {
+        if is_fresh(&path) {
+            return;
+        }
         let status = Command::new(env!("CARGO"))
             .args(["build", "--workspace", "--bins", "--quiet"])
             .current_dir(workspace())
@@ -35,9 +47,27 @@ pub fn bin(name: &str) -> PathBuf {
             .expect("run cargo build");
         assert!(status.success(), "cargo build --workspace --bins failed");
     });
-    let path = target_dir().join(name);
     assert!(path.exists(), "{} was not built", path.display());
     path
+}
+
+/// Is the binary newer than every source file of every chapter?
+fn is_fresh(binary: &Path) -> bool {
+    /// The newest modification time of a file, or of anything in a directory.
+    fn newest(path: &Path) -> std::time::SystemTime {
+        let own = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let children = std::fs::read_dir(path).into_iter().flatten().flatten();
+        children
+            .map(|entry| newest(&entry.path()))
+            .fold(own, std::cmp::max)
+    }
+    let Ok(built) = std::fs::metadata(binary).and_then(|m| m.modified()) else {
+        return false;
+    };
+    built >= newest(&workspace().join("chapters"))
+        && built >= newest(&workspace().join("Cargo.lock"))
 }
 
 /// The directory that holds the chapter binaries (to put on PATH).
@@ -52,7 +82,8 @@ pub struct TempDir {
 
 impl TempDir {
     pub fn new(label: &str) -> TempDir {
-        let base = std::env::temp_dir().join(format!("crabbox-test-{label}-{}-", std::process::id()));
+        let base =
+            std::env::temp_dir().join(format!("crabbox-test-{label}-{}-", std::process::id()));
         let template = format!("{}XXXXXX", base.display());
         let path = nix::unistd::mkdtemp(template.as_str()).expect("mkdtemp");
         TempDir { path }
@@ -92,16 +123,33 @@ impl Run {
     /// Asserts success and returns stdout.
     #[track_caller]
     pub fn ok(&self) -> &str {
-        assert_eq!(self.code, 0, "command failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "command failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         &self.stdout
     }
 
     /// Asserts failure with this exit code and a one-line error on stderr.
     #[track_caller]
     pub fn fails_with(&self, code: i32) -> &str {
-        assert_eq!(self.code, code, "expected exit {code}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
-        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "an error must be one line, got:\n{}", self.stderr);
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "an error must be one line, got:\n{}",
+            self.stderr
+        );
         assert!(!self.stderr.contains("panicked"), "panic: {}", self.stderr);
         lines[0]
     }
@@ -116,7 +164,11 @@ pub struct Engine {
 
 impl Engine {
     pub fn new() -> Engine {
-        Engine { root: TempDir::new("root"), docker_config: TempDir::new("dockercfg"), env: vec![] }
+        Engine {
+            root: TempDir::new("root"),
+            docker_config: TempDir::new("dockercfg"),
+            env: vec![],
+        }
     }
 
     pub fn with_env(mut self, key: &str, value: &str) -> Engine {
@@ -141,7 +193,11 @@ impl Engine {
     }
 
     pub fn run(&self, binary: &str, args: &[&str]) -> Run {
-        Run::from_output(self.command(binary, args).output().expect("run chapter binary"))
+        Run::from_output(
+            self.command(binary, args)
+                .output()
+                .expect("run chapter binary"),
+        )
     }
 
     /// Every blob of the store, checked against its name.
@@ -151,14 +207,23 @@ impl Engine {
             for entry in entries.flatten() {
                 let bytes = std::fs::read(entry.path()).unwrap();
                 let digest = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
-                assert_eq!(digest, entry.file_name().to_string_lossy(), "blob {} does not match its digest", entry.path().display());
+                assert_eq!(
+                    digest,
+                    entry.file_name().to_string_lossy(),
+                    "blob {} does not match its digest",
+                    entry.path().display()
+                );
             }
         }
         if let Ok(index) = std::fs::read(self.root.join("images/index.json")) {
-            let index: serde_json::Value = serde_json::from_slice(&index).expect("index.json is JSON");
+            let index: serde_json::Value =
+                serde_json::from_slice(&index).expect("index.json is JSON");
             for m in index["manifests"].as_array().unwrap() {
                 let hex = m["digest"].as_str().unwrap().trim_start_matches("sha256:");
-                assert!(blobs.join(hex).exists(), "index.json names a missing manifest {hex}");
+                assert!(
+                    blobs.join(hex).exists(),
+                    "index.json names a missing manifest {hex}"
+                );
             }
         }
     }
@@ -197,10 +262,23 @@ impl Fixtures {
 pub fn fixtures() -> &'static Fixtures {
     static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
     FIXTURES.get_or_init(|| {
-        let dir = target_dir().parent().expect("target").join("crabbox-fixtures");
-        let out = Command::new(workspace().join("scripts/fixtures")).arg(&dir).output().expect("run scripts/fixtures");
-        assert!(out.status.success(), "scripts/fixtures failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        let manifest = serde_json::from_slice(&std::fs::read(dir.join("fixtures.json")).expect("fixtures.json")).expect("JSON");
+        let dir = target_dir()
+            .parent()
+            .expect("target")
+            .join("crabbox-fixtures");
+        let out = Command::new(workspace().join("scripts/fixtures"))
+            .arg(&dir)
+            .output()
+            .expect("run scripts/fixtures");
+        assert!(
+            out.status.success(),
+            "scripts/fixtures failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let manifest = serde_json::from_slice(
+            &std::fs::read(dir.join("fixtures.json")).expect("fixtures.json"),
+        )
+        .expect("JSON");
         Fixtures { dir, manifest }
     })
 }
@@ -225,7 +303,12 @@ pub fn require_root(test: &str) -> bool {
 
 /// Runs a shell command line (for peer tools like skopeo and umoci).
 pub fn sh(script: &str) -> Run {
-    Run::from_output(Command::new("bash").args(["-c", script]).output().expect("run bash"))
+    Run::from_output(
+        Command::new("bash")
+            .args(["-c", script])
+            .output()
+            .expect("run bash"),
+    )
 }
 
 /// sha256 of a file, as hex.

@@ -16,9 +16,14 @@ use std::time::{Duration, Instant};
 pub enum RegistryAuth {
     None,
     /// Basic auth with this user and password (an htpasswd file is made).
-    Basic { user: String, password: String },
+    Basic {
+        user: String,
+        password: String,
+    },
     /// Bearer tokens from a token server run by the test.
-    Token { user: Option<(String, String)> },
+    Token {
+        user: Option<(String, String)>,
+    },
 }
 
 /// A running registry; stopped and cleaned when dropped.
@@ -31,7 +36,11 @@ pub struct Registry {
 
 /// A free port on 127.0.0.1 (bound, then released for the registry).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Registry {
@@ -56,10 +65,16 @@ impl Registry {
             RegistryAuth::None => {}
             RegistryAuth::Basic { user, password } => {
                 let htpasswd = dir.join("htpasswd");
-                let out = Command::new("htpasswd").args(["-Bbn", &user, &password]).output().expect("htpasswd (apache2-utils)");
+                let out = Command::new("htpasswd")
+                    .args(["-Bbn", &user, &password])
+                    .output()
+                    .expect("htpasswd (apache2-utils)");
                 assert!(out.status.success());
                 std::fs::write(&htpasswd, out.stdout).unwrap();
-                config.push_str(&format!("auth:\n  htpasswd:\n    realm: crabbox-test\n    path: {}\n", htpasswd.display()));
+                config.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: crabbox-test\n    path: {}\n",
+                    htpasswd.display()
+                ));
             }
             RegistryAuth::Token { user } => {
                 let server = TokenServer::start(dir.path(), user);
@@ -75,7 +90,10 @@ impl Registry {
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.join("registry.log")).unwrap();
         let mut cmd = Command::new("docker-registry");
-        cmd.arg("serve").arg(&config_path).stdout(Stdio::null()).stderr(log);
+        cmd.arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(log);
         // If the test process dies, the registry dies with it.
         unsafe {
             cmd.pre_exec(|| {
@@ -83,8 +101,15 @@ impl Registry {
                 Ok(())
             });
         }
-        let child = cmd.spawn().expect("start docker-registry (Debian package docker-registry)");
-        let mut registry = Registry { child, port, _dir: dir, token_server };
+        let child = cmd
+            .spawn()
+            .expect("start docker-registry (Debian package docker-registry)");
+        let mut registry = Registry {
+            child,
+            port,
+            _dir: dir,
+            token_server,
+        };
         registry.wait_ready();
         registry
     }
@@ -93,7 +118,8 @@ impl Registry {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                let log = std::fs::read_to_string(self._dir.join("registry.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(self._dir.join("registry.log")).unwrap_or_default();
                 panic!("docker-registry exited ({status}):\n{log}");
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
@@ -139,15 +165,33 @@ impl TokenServer {
         let key = dir.join("token.key");
         let cert = dir.join("token.crt");
         let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=crabbox-test-token"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=crabbox-test-token",
+            ])
             .arg("-keyout")
             .arg(&key)
             .arg("-out")
             .arg(&cert)
             .output()
             .expect("openssl");
-        assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
-        let der = Command::new("openssl").args(["x509", "-outform", "DER", "-in"]).arg(&cert).output().expect("openssl x509");
+        assert!(
+            out.status.success(),
+            "openssl req: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert)
+            .output()
+            .expect("openssl x509");
         let x5c = base64(&der.stdout, true);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -168,7 +212,13 @@ impl TokenServer {
                 }
             })
         };
-        TokenServer { port, cert, requests, stop, thread: Some(thread) }
+        TokenServer {
+            port,
+            cert,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -181,7 +231,13 @@ impl Drop for TokenServer {
     }
 }
 
-fn serve_token(stream: TcpStream, key: &Path, x5c: &str, user: Option<&(String, String)>, requests: &Mutex<Vec<String>>) {
+fn serve_token(
+    stream: TcpStream,
+    key: &Path,
+    x5c: &str,
+    user: Option<&(String, String)>,
+    requests: &Mutex<Vec<String>>,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() {
@@ -193,23 +249,38 @@ fn serve_token(stream: TcpStream, key: &Path, x5c: &str, user: Option<&(String, 
         if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
             break;
         }
-        if let Some(v) = line.strip_prefix("Authorization: ").or_else(|| line.strip_prefix("authorization: ")) {
+        if let Some(v) = line
+            .strip_prefix("Authorization: ")
+            .or_else(|| line.strip_prefix("authorization: "))
+        {
             authorization = Some(v.trim().to_string());
         }
     }
-    requests.lock().unwrap().push(format!("{} auth={}", request_line.trim(), authorization.as_deref().map_or("none", |a| a.split(' ').next().unwrap_or(""))));
+    requests.lock().unwrap().push(format!(
+        "{} auth={}",
+        request_line.trim(),
+        authorization
+            .as_deref()
+            .map_or("none", |a| a.split(' ').next().unwrap_or(""))
+    ));
     let mut stream = stream;
     if let Some((u, p)) = user {
         let expected = format!("Basic {}", base64(format!("{u}:{p}").as_bytes(), true));
         if authorization.as_deref() != Some(expected.as_str()) {
-            let _ = stream.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = stream.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
             return;
         }
     }
     let path = request_line.split(' ').nth(1).unwrap_or("");
     let query = path.split_once('?').map_or("", |(_, q)| q);
     let param = |name: &str| {
-        query.split('&').find_map(|kv| kv.strip_prefix(&format!("{name}="))).map(percent_decode).unwrap_or_default()
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .map(percent_decode)
+            .unwrap_or_default()
     };
     let scope = param("scope");
     // scope = repository:NAME:pull[,push]
@@ -217,14 +288,15 @@ fn serve_token(stream: TcpStream, key: &Path, x5c: &str, user: Option<&(String, 
         .split(' ')
         .filter(|s| !s.is_empty())
         .filter_map(|s| {
-            let mut parts = s.rsplitn(2, ':');
-            let actions = parts.next()?;
-            let rest = parts.next()?;
+            let (rest, actions) = s.rsplit_once(':')?;
             let (kind, name) = rest.split_once(':')?;
             Some(serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
         })
         .collect();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
     let claims = serde_json::json!({
         "iss": "crabbox-test-issuer", "sub": user.map(|u| u.0.clone()).unwrap_or_default(),
@@ -243,9 +315,19 @@ fn serve_token(stream: TcpStream, key: &Path, x5c: &str, user: Option<&(String, 
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    openssl.stdin.take().unwrap().write_all(signing_input.as_bytes()).unwrap();
+    openssl
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(signing_input.as_bytes())
+        .unwrap();
     let mut signature = Vec::new();
-    openssl.stdout.take().unwrap().read_to_end(&mut signature).unwrap();
+    openssl
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut signature)
+        .unwrap();
     openssl.wait().unwrap();
     let token = format!("{signing_input}.{}", base64url(&signature));
     let body = serde_json::json!({"token": token, "expires_in": 300}).to_string();

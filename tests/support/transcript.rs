@@ -18,7 +18,10 @@ pub fn parse(text: &str) -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
     for line in text.lines() {
         if let Some(command) = line.strip_prefix("$ ") {
-            steps.push(Step { command: command.to_string(), expected: vec![] });
+            steps.push(Step {
+                command: command.to_string(),
+                expected: vec![],
+            });
         } else if let Some(step) = steps.last_mut() {
             step.expected.push(line.trim_end().to_string());
         }
@@ -60,9 +63,13 @@ pub fn line_matches(pattern: &str, line: &str) -> bool {
 pub fn output_matches(expected: &[String], actual: &[&str]) -> bool {
     match expected.split_first() {
         None => actual.is_empty(),
-        Some((first, rest)) if first == "..." => (0..=actual.len()).any(|skip| output_matches(rest, &actual[skip..])),
+        Some((first, rest)) if first == "..." => {
+            (0..=actual.len()).any(|skip| output_matches(rest, &actual[skip..]))
+        }
         Some((first, rest)) => {
-            !actual.is_empty() && line_matches(first, actual[0]) && output_matches(rest, &actual[1..])
+            !actual.is_empty()
+                && line_matches(first, actual[0])
+                && output_matches(rest, &actual[1..])
         }
     }
 }
@@ -70,16 +77,34 @@ pub fn output_matches(expected: &[String], actual: &[&str]) -> bool {
 /// Runs every step in one bash session and returns, per step, its output.
 /// `prepare` is run first (exports, cd), `rewrite_command` adapts commands
 /// to the test's environment, `rewrite_output` maps output back.
-pub fn run(steps: &[Step], prepare: &str, rewrite_command: impl Fn(&str) -> String, rewrite_output: impl Fn(&str) -> String) -> Vec<String> {
+pub fn run(
+    steps: &[Step],
+    prepare: &str,
+    rewrite_command: impl Fn(&str) -> String,
+    rewrite_output: impl Fn(&str) -> String,
+) -> Vec<String> {
     const MARK: &str = "@@crabbox-transcript-step@@";
     let mut script = String::from(prepare);
     script.push('\n');
     for step in steps {
-        script.push_str(&format!("echo {MARK}\n{} 2>&1\n", rewrite_command(&step.command)));
+        // Keep `$?` across the marker line, and merge stderr of the whole
+        // command line (a `2>&1` after it would cover only its last part).
+        script.push_str(&format!(
+            "__rc=$?; echo {MARK}; (exit $__rc)\n{{ {}\n}} 2>&1\n",
+            rewrite_command(&step.command)
+        ));
     }
-    let out = Command::new("bash").arg("-c").arg(&script).output().expect("run bash");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("run bash");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut outputs: Vec<String> = text.split(&format!("{MARK}\n")).skip(1).map(|s| rewrite_output(s)).collect();
+    let mut outputs: Vec<String> = text
+        .split(&format!("{MARK}\n"))
+        .skip(1)
+        .map(&rewrite_output)
+        .collect();
     outputs.resize(steps.len(), String::new());
     outputs
 }

@@ -52,16 +52,26 @@ pub fn open_layer(store: &Store, layer: &Descriptor) -> Result<Box<dyn Read>> {
 }
 
 /// Wraps a layer stream in the decoder its media type (or magic bytes) needs.
-pub fn decompress<R: Read + 'static>(mut reader: BufReader<R>, media_type: &str, what: &str) -> Result<Box<dyn Read>> {
+pub fn decompress<R: Read + 'static>(
+    mut reader: BufReader<R>,
+    media_type: &str,
+    what: &str,
+) -> Result<Box<dyn Read>> {
     use std::io::BufRead;
     if media_type.ends_with("zstd") {
-        return Err(Error::new(format!("layer {what} is zstd-compressed, which this engine does not support yet")));
+        return Err(Error::new(format!(
+            "layer {what} is zstd-compressed, which this engine does not support yet"
+        )));
     }
-    let head = reader.fill_buf().map_err(|e| Error::new(format!("reading layer {what}: {e}")))?;
+    let head = reader
+        .fill_buf()
+        .map_err(|e| Error::new(format!("reading layer {what}: {e}")))?;
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok(Box::new(flate2::read::MultiGzDecoder::new(reader)))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Err(Error::new(format!("layer {what} is zstd-compressed, which this engine does not support yet")))
+        Err(Error::new(format!(
+            "layer {what} is zstd-compressed, which this engine does not support yet"
+        )))
     } else {
         Ok(Box::new(reader))
     }
@@ -79,7 +89,12 @@ pub fn save(store: &Store, names: &[String], output: &Path) -> Result<()> {
     let result = (|| {
         let mut written: BTreeSet<Digest> = BTreeSet::new();
         let mut entries = Vec::new();
-        let mut index = Index { schema_version: 2, media_type: Some(manifest::OCI_INDEX.into()), manifests: vec![], annotations: BTreeMap::new() };
+        let mut index = Index {
+            schema_version: 2,
+            media_type: Some(manifest::OCI_INDEX.into()),
+            manifests: vec![],
+            annotations: BTreeMap::new(),
+        };
         append_bytes(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         for image in &images {
             let config_bytes = store.read_blob(image.id())?;
@@ -87,14 +102,20 @@ pub fn save(store: &Store, names: &[String], output: &Path) -> Result<()> {
                 append_bytes(&mut tar, &blob_name(image.id()), &config_bytes)?;
             }
             let mut layers = Vec::new();
-            for (layer, diff_id) in image.manifest.layers.iter().zip(&image.config.rootfs.diff_ids) {
+            for (layer, diff_id) in image
+                .manifest
+                .layers
+                .iter()
+                .zip(&image.config.rootfs.diff_ids)
+            {
                 // Docker archives hold layers uncompressed, named by diff ID.
                 let uncompressed = work.0.join(diff_id.hex());
                 if written.insert(diff_id.clone()) {
                     let size = uncompress_layer(store, layer, diff_id, &uncompressed)?;
                     let mut file = File::open(&uncompressed).context("opening", &uncompressed)?;
                     let mut header = tar_header(size);
-                    tar.append_data(&mut header, blob_name(diff_id), &mut file).context("writing", output)?;
+                    tar.append_data(&mut header, blob_name(diff_id), &mut file)
+                        .context("writing", output)?;
                     fs::remove_file(&uncompressed).context("removing", &uncompressed)?;
                     layers.push((diff_id.clone(), size));
                 } else {
@@ -105,14 +126,29 @@ pub fn save(store: &Store, names: &[String], output: &Path) -> Result<()> {
             let manifest = Manifest {
                 schema_version: 2,
                 media_type: Some(manifest::OCI_MANIFEST.into()),
-                config: Descriptor { media_type: manifest::OCI_CONFIG.into(), digest: image.id().clone(), size: config_bytes.len() as u64, platform: None, annotations: BTreeMap::new(), urls: vec![] },
+                config: Descriptor {
+                    media_type: manifest::OCI_CONFIG.into(),
+                    digest: image.id().clone(),
+                    size: config_bytes.len() as u64,
+                    platform: None,
+                    annotations: BTreeMap::new(),
+                    urls: vec![],
+                },
                 layers: layers
                     .iter()
-                    .map(|(d, size)| Descriptor { media_type: manifest::OCI_LAYER_TAR.into(), digest: d.clone(), size: *size, platform: None, annotations: BTreeMap::new(), urls: vec![] })
+                    .map(|(d, size)| Descriptor {
+                        media_type: manifest::OCI_LAYER_TAR.into(),
+                        digest: d.clone(),
+                        size: *size,
+                        platform: None,
+                        annotations: BTreeMap::new(),
+                        urls: vec![],
+                    })
                     .collect(),
                 annotations: BTreeMap::new(),
             };
-            let manifest_bytes = serde_json::to_vec(&manifest).expect("a manifest always serializes");
+            let manifest_bytes =
+                serde_json::to_vec(&manifest).expect("a manifest always serializes");
             let manifest_digest = Digest::of(&manifest_bytes);
             if written.insert(manifest_digest.clone()) {
                 append_bytes(&mut tar, &blob_name(&manifest_digest), &manifest_bytes)?;
@@ -120,12 +156,22 @@ pub fn save(store: &Store, names: &[String], output: &Path) -> Result<()> {
             let mut annotations = BTreeMap::new();
             let tag = image.reference().map(|r| r.familiar());
             if let Some(reference) = image.reference() {
-                annotations.insert("io.containerd.image.name".to_string(), reference.to_string());
+                annotations.insert(
+                    "io.containerd.image.name".to_string(),
+                    reference.to_string(),
+                );
                 if let Some(t) = &reference.tag {
                     annotations.insert(crate::store::REF_NAME.to_string(), t.clone());
                 }
             }
-            index.manifests.push(Descriptor { media_type: manifest::OCI_MANIFEST.into(), digest: manifest_digest, size: manifest_bytes.len() as u64, platform: None, annotations, urls: vec![] });
+            index.manifests.push(Descriptor {
+                media_type: manifest::OCI_MANIFEST.into(),
+                digest: manifest_digest,
+                size: manifest_bytes.len() as u64,
+                platform: None,
+                annotations,
+                urls: vec![],
+            });
             entries.push((
                 ArchiveEntry {
                     config: blob_name(image.id()),
@@ -136,13 +182,29 @@ pub fn save(store: &Store, names: &[String], output: &Path) -> Result<()> {
             ));
         }
         let docker_manifest: Vec<&ArchiveEntry> = entries.iter().map(|(e, _)| e).collect();
-        append_bytes(&mut tar, "index.json", &serde_json::to_vec(&index).expect("serializes"))?;
-        append_bytes(&mut tar, "manifest.json", &serde_json::to_vec(&docker_manifest).expect("serializes"))?;
+        append_bytes(
+            &mut tar,
+            "index.json",
+            &serde_json::to_vec(&index).expect("serializes"),
+        )?;
+        append_bytes(
+            &mut tar,
+            "manifest.json",
+            &serde_json::to_vec(&docker_manifest).expect("serializes"),
+        )?;
         let mut writer = tar.into_inner().context("writing", output)?;
         writer.flush().context("writing", output)?;
-        writer.into_inner().map_err(|e| e.into_error()).context("writing", output)?.sync_all().context("writing", output)?;
+        writer
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .context("writing", output)?
+            .sync_all()
+            .context("writing", output)?;
         fs::rename(&partial, output).context("writing", output)?;
-        explain::step(&format!("wrote {} image(s) to {}", images.len(), output.display()), Some(&format!("tar -tvf {}", output.display())));
+        explain::step(
+            &format!("wrote {} image(s) to {}", images.len(), output.display()),
+            Some(&format!("tar -tvf {}", output.display())),
+        );
         Ok(())
     })();
     if result.is_err() {
@@ -152,20 +214,36 @@ pub fn save(store: &Store, names: &[String], output: &Path) -> Result<()> {
 }
 // ANCHOR_END: save
 
-fn layer_size_in_archive(entries: &[(ArchiveEntry, Vec<(Digest, u64)>)], diff_id: &Digest) -> Option<u64> {
-    entries.iter().flat_map(|(_, l)| l).find(|(d, _)| d == diff_id).map(|(_, s)| *s)
+fn layer_size_in_archive(
+    entries: &[(ArchiveEntry, Vec<(Digest, u64)>)],
+    diff_id: &Digest,
+) -> Option<u64> {
+    entries
+        .iter()
+        .flat_map(|(_, l)| l)
+        .find(|(d, _)| d == diff_id)
+        .map(|(_, s)| *s)
 }
 
 /// Decompresses a stored layer into `dest`, checking it against its diff ID.
-fn uncompress_layer(store: &Store, layer: &Descriptor, diff_id: &Digest, dest: &Path) -> Result<u64> {
+fn uncompress_layer(
+    store: &Store,
+    layer: &Descriptor,
+    diff_id: &Digest,
+    dest: &Path,
+) -> Result<u64> {
     let mut reader = open_layer(store, layer)?;
     let file = File::create(dest).context("creating", dest)?;
     let mut writer = DigestWriter::new(BufWriter::new(file));
-    std::io::copy(&mut reader, &mut writer).map_err(|e| Error::new(format!("decompressing layer {}: {e}", layer.digest)))?;
+    std::io::copy(&mut reader, &mut writer)
+        .map_err(|e| Error::new(format!("decompressing layer {}: {e}", layer.digest)))?;
     let (digest, size, mut inner) = writer.finish();
     inner.flush().context("writing", dest)?;
     if &digest != diff_id {
-        return Err(Error::new(format!("layer {} does not match its diff ID {diff_id} (got {digest})", layer.digest)));
+        return Err(Error::new(format!(
+            "layer {} does not match its diff ID {diff_id} (got {digest})",
+            layer.digest
+        )));
     }
     Ok(size)
 }
@@ -200,21 +278,40 @@ pub fn load(store: &Store, input: &Path) -> Result<Vec<String>> {
     let mut archive = tar::Archive::new(BufReader::new(file));
     for entry in archive.entries().map_err(|e| not_an_archive(input, e))? {
         let mut entry = entry.map_err(|e| not_an_archive(input, e))?;
-        if matches!(entry.header().entry_type(), tar::EntryType::Regular | tar::EntryType::Directory) {
-            entry.unpack_in(&work.0).map_err(|e| not_an_archive(input, e))?;
+        if matches!(
+            entry.header().entry_type(),
+            tar::EntryType::Regular | tar::EntryType::Directory
+        ) {
+            entry
+                .unpack_in(&work.0)
+                .map_err(|e| not_an_archive(input, e))?;
         }
     }
     let manifest_path = work.0.join("manifest.json");
-    let bytes = fs::read(&manifest_path)
-        .map_err(|_| Error::new(format!("{} has no manifest.json: it is not an image archive made by save", input.display())))?;
-    let entries: Vec<ArchiveEntry> = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::new(format!("{}: manifest.json is malformed: {e}", input.display())))?;
+    let bytes = fs::read(&manifest_path).map_err(|_| {
+        Error::new(format!(
+            "{} has no manifest.json: it is not an image archive made by save",
+            input.display()
+        ))
+    })?;
+    let entries: Vec<ArchiveEntry> = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::new(format!(
+            "{}: manifest.json is malformed: {e}",
+            input.display()
+        ))
+    })?;
     let mut loaded = Vec::new();
     for entry in entries {
-        let config_bytes = fs::read(inside(&work.0, &entry.config)?).context("reading", Path::new(&entry.config))?;
+        let config_bytes = fs::read(inside(&work.0, &entry.config)?)
+            .context("reading", Path::new(&entry.config))?;
         let config = ImageConfig::parse(&config_bytes)?;
         if config.rootfs.diff_ids.len() != entry.layers.len() {
-            return Err(Error::new(format!("{}: the config lists {} layers but the archive has {}", input.display(), config.rootfs.diff_ids.len(), entry.layers.len())));
+            return Err(Error::new(format!(
+                "{}: the config lists {} layers but the archive has {}",
+                input.display(),
+                config.rootfs.diff_ids.len(),
+                entry.layers.len()
+            )));
         }
         let mut layers = Vec::new();
         for (path, diff_id) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
@@ -224,13 +321,27 @@ pub fn load(store: &Store, input: &Path) -> Result<Vec<String>> {
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(manifest::OCI_MANIFEST.into()),
-            config: Descriptor { media_type: manifest::OCI_CONFIG.into(), digest: config_digest.clone(), size: config_bytes.len() as u64, platform: None, annotations: BTreeMap::new(), urls: vec![] },
+            config: Descriptor {
+                media_type: manifest::OCI_CONFIG.into(),
+                digest: config_digest.clone(),
+                size: config_bytes.len() as u64,
+                platform: None,
+                annotations: BTreeMap::new(),
+                urls: vec![],
+            },
             layers,
             annotations: BTreeMap::new(),
         };
         let manifest_bytes = serde_json::to_vec(&manifest).expect("a manifest always serializes");
         let digest = store.put_blob(&manifest_bytes)?;
-        let descriptor = Descriptor { media_type: manifest::OCI_MANIFEST.into(), digest, size: manifest_bytes.len() as u64, platform: Some(crate::pull::config_platform(&config)), annotations: BTreeMap::new(), urls: vec![] };
+        let descriptor = Descriptor {
+            media_type: manifest::OCI_MANIFEST.into(),
+            digest,
+            size: manifest_bytes.len() as u64,
+            platform: Some(crate::pull::config_platform(&config)),
+            annotations: BTreeMap::new(),
+            urls: vec![],
+        };
         let tags = entry.repo_tags.unwrap_or_default();
         if tags.is_empty() {
             // An untagged image is still stored, named by its ID.
@@ -251,36 +362,76 @@ pub fn load(store: &Store, input: &Path) -> Result<Vec<String>> {
 fn import_layer(store: &Store, path: &Path, diff_id: &Digest) -> Result<Descriptor> {
     let compressed = {
         let mut magic = [0u8; 2];
-        let n = File::open(path).context("opening", path)?.read(&mut magic).unwrap_or(0);
+        let n = File::open(path)
+            .context("opening", path)?
+            .read(&mut magic)
+            .unwrap_or(0);
         n == 2 && magic == [0x1f, 0x8b]
     };
     // Hash the file as it is (its blob name) and as a tar (its diff ID).
     let mut as_stored = DigestWriter::new(std::io::sink());
-    std::io::copy(&mut File::open(path).context("opening", path)?, &mut as_stored).context("reading", path)?;
+    std::io::copy(
+        &mut File::open(path).context("opening", path)?,
+        &mut as_stored,
+    )
+    .context("reading", path)?;
     let (digest, size, _) = as_stored.finish();
     let mut as_tar = DigestWriter::new(std::io::sink());
-    let mut reader = decompress(BufReader::new(File::open(path).context("opening", path)?), "", &digest.to_string())?;
-    std::io::copy(&mut reader, &mut as_tar).map_err(|e| Error::new(format!("reading layer {}: {e}", path.display())))?;
+    let mut reader = decompress(
+        BufReader::new(File::open(path).context("opening", path)?),
+        "",
+        &digest.to_string(),
+    )?;
+    std::io::copy(&mut reader, &mut as_tar)
+        .map_err(|e| Error::new(format!("reading layer {}: {e}", path.display())))?;
     let (uncompressed_digest, _, _) = as_tar.finish();
     if &uncompressed_digest != diff_id {
-        return Err(Error::new(format!("layer {} does not match its diff ID {diff_id} — the archive is damaged", path.display())));
+        return Err(Error::new(format!(
+            "layer {} does not match its diff ID {diff_id} — the archive is damaged",
+            path.display()
+        )));
     }
     if !store.has_blob(&digest) {
-        store.write_blob(&digest, Some(size), File::open(path).context("opening", path)?, |_| {})?;
+        store.write_blob(
+            &digest,
+            Some(size),
+            File::open(path).context("opening", path)?,
+            |_| {},
+        )?;
     }
-    let media_type = if compressed { manifest::OCI_LAYER_GZIP } else { manifest::OCI_LAYER_TAR };
-    Ok(Descriptor { media_type: media_type.into(), digest, size, platform: None, annotations: BTreeMap::new(), urls: vec![] })
+    let media_type = if compressed {
+        manifest::OCI_LAYER_GZIP
+    } else {
+        manifest::OCI_LAYER_TAR
+    };
+    Ok(Descriptor {
+        media_type: media_type.into(),
+        digest,
+        size,
+        platform: None,
+        annotations: BTreeMap::new(),
+        urls: vec![],
+    })
 }
 
 /// A path named inside the archive, refused if it climbs out.
 fn inside(dir: &Path, name: &str) -> Result<PathBuf> {
     let relative = Path::new(name);
-    if relative.is_absolute() || relative.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(Error::new(format!("the archive names {name:?}, outside itself — refusing it")));
+    if relative.is_absolute()
+        || relative
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(Error::new(format!(
+            "the archive names {name:?}, outside itself — refusing it"
+        )));
     }
     Ok(dir.join(relative))
 }
 
 fn not_an_archive(input: &Path, e: std::io::Error) -> Error {
-    Error::new(format!("{} is not a readable tar archive: {e}", input.display()))
+    Error::new(format!(
+        "{} is not a readable tar archive: {e}",
+        input.display()
+    ))
 }

@@ -30,7 +30,10 @@ pub struct Credentials {
 impl Credentials {
     /// The value of an `Authorization: Basic …` header.
     pub fn basic_header(&self) -> String {
-        format!("Basic {}", base64_encode(format!("{}:{}", self.username, self.password).as_bytes()))
+        format!(
+            "Basic {}",
+            base64_encode(format!("{}:{}", self.username, self.password).as_bytes())
+        )
     }
 }
 
@@ -48,7 +51,8 @@ pub fn config_path() -> PathBuf {
 
 /// The key a registry's credentials are stored under.
 pub fn auth_key(registry: &str) -> String {
-    if registry == crate::reference::DOCKER_HUB || registry == crate::reference::DOCKER_HUB_API_HOST {
+    if registry == crate::reference::DOCKER_HUB || registry == crate::reference::DOCKER_HUB_API_HOST
+    {
         DOCKER_HUB_AUTH_KEY.to_string()
     } else {
         registry.to_string()
@@ -58,7 +62,10 @@ pub fn auth_key(registry: &str) -> String {
 /// `https://host/v1/` → `host`: config files written by other tools use
 /// URLs as keys, so compare hosts.
 fn key_host(key: &str) -> &str {
-    let key = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
+    let key = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
     key.split('/').next().unwrap_or(key)
 }
 
@@ -66,7 +73,10 @@ fn read_config() -> Result<serde_json::Value> {
     let path = config_path();
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            Error::new(format!("{} is not valid JSON ({e}) — fix or remove it", path.display()))
+            Error::new(format!(
+                "{} is not valid JSON ({e}) — fix or remove it",
+                path.display()
+            ))
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::json!({})),
         Err(e) => Err(crate::error::io_error("reading", &path, e)),
@@ -89,9 +99,16 @@ pub fn stored_credentials(registry: &str) -> Result<Option<Credentials>> {
         };
         let decoded = base64_decode(encoded)
             .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| Error::new(format!("the stored login for {key} is not valid base64 — log in again")))?;
+            .ok_or_else(|| {
+                Error::new(format!(
+                    "the stored login for {key} is not valid base64 — log in again"
+                ))
+            })?;
         if let Some((username, password)) = decoded.split_once(':') {
-            return Ok(Some(Credentials { username: username.into(), password: password.into() }));
+            return Ok(Some(Credentials {
+                username: username.into(),
+                password: password.into(),
+            }));
         }
     }
     Ok(None)
@@ -112,7 +129,10 @@ pub fn store_credentials(registry: &str, credentials: Option<&Credentials>) -> R
         .entry("auths")
         .or_insert_with(|| serde_json::json!({}));
     let Some(auths) = auths.as_object_mut() else {
-        return Err(Error::new(format!("{}: \"auths\" is not an object — fix or remove it", path.display())));
+        return Err(Error::new(format!(
+            "{}: \"auths\" is not an object — fix or remove it",
+            path.display()
+        )));
     };
     let changed = match credentials {
         Some(c) => {
@@ -165,7 +185,10 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
         params.insert(key, value.to_string());
         rest = after.trim_start().trim_start_matches(',').trim_start();
     }
-    Some(Challenge { scheme: scheme.to_lowercase(), params })
+    Some(Challenge {
+        scheme: scheme.to_lowercase(),
+        params,
+    })
 }
 // ANCHOR_END: challenge
 
@@ -175,7 +198,11 @@ const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 pub fn base64_encode(input: &[u8]) -> String {
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -221,13 +248,30 @@ mod tests {
         assert_eq!(c.params["scope"], "repository:library/alpine:pull");
         let c = parse_challenge(r#"Bearer realm="r",scope="repository:a:pull,push""#).unwrap();
         assert_eq!(c.params["scope"], "repository:a:pull,push");
-        assert_eq!(parse_challenge(r#"Basic realm="basic-realm""#).unwrap().scheme, "basic");
+        assert_eq!(
+            parse_challenge(r#"Basic realm="basic-realm""#)
+                .unwrap()
+                .scheme,
+            "basic"
+        );
     }
 
     #[test]
     fn base64_round_trips() {
-        for s in ["", "f", "fo", "foo", "foob", "fooba", "foobar", "user:pässword"] {
-            assert_eq!(base64_decode(&base64_encode(s.as_bytes())).unwrap(), s.as_bytes());
+        for s in [
+            "",
+            "f",
+            "fo",
+            "foo",
+            "foob",
+            "fooba",
+            "foobar",
+            "user:pässword",
+        ] {
+            assert_eq!(
+                base64_decode(&base64_encode(s.as_bytes())).unwrap(),
+                s.as_bytes()
+            );
         }
         assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
         assert!(base64_decode("not base64!").is_none());

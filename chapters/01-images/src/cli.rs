@@ -23,7 +23,13 @@ use std::path::PathBuf;
 #[derive(Args, Clone, Debug)]
 pub struct GlobalArgs {
     /// Engine root: images, layers, containers, volumes live here
-    #[arg(long, global = true, env = "CRABBOX_ROOT", default_value = "/var/lib/crabbox", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "CRABBOX_ROOT",
+        default_value = "/var/lib/crabbox",
+        value_name = "DIR"
+    )]
     pub root: PathBuf,
     /// Narrate every step with the shell command that does the same (also CRABBOX_EXPLAIN=1)
     #[arg(long, global = true)]
@@ -85,6 +91,9 @@ pub enum ImageCommand {
     },
     /// Remove images (blobs still used by other images stay)
     Rmi {
+        /// Remove an image ID even when several names point to it
+        #[arg(short, long)]
+        force: bool,
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -140,28 +149,49 @@ Examples:
 /// Runs one image command.
 pub fn run_image_command(command: ImageCommand, globals: &GlobalArgs) -> Result<()> {
     match command {
-        ImageCommand::Pull { platform, quiet, image } => {
+        ImageCommand::Pull {
+            platform,
+            quiet,
+            image,
+        } => {
             let reference = Reference::parse(&image)?;
             let platform = platform.as_deref().map(Platform::parse).transpose()?;
             let store = globals.store()?;
-            pull(&store, &reference, &globals.registry_options(), &PullOptions { platform, quiet })?;
+            pull(
+                &store,
+                &reference,
+                &globals.registry_options(),
+                &PullOptions { platform, quiet },
+            )?;
             Ok(())
         }
-        ImageCommand::Images { quiet, digests, no_trunc } => {
-            print!("{}", images_table(&globals.store()?, quiet, digests, no_trunc)?);
+        ImageCommand::Images {
+            quiet,
+            digests,
+            no_trunc,
+        } => {
+            print!(
+                "{}",
+                images_table(&globals.store()?, quiet, digests, no_trunc)?
+            );
             Ok(())
         }
         ImageCommand::Inspect { images } => {
             let store = globals.store()?;
-            let found: Vec<serde_json::Value> =
-                images.iter().map(|n| store.get(n).map(|i| inspect_json(&store, &i))).collect::<Result<_>>()?;
-            println!("{}", serde_json::to_string_pretty(&found).expect("JSON values serialize"));
+            let found: Vec<serde_json::Value> = images
+                .iter()
+                .map(|n| store.get(n).map(|i| inspect_json(&store, &i)))
+                .collect::<Result<_>>()?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&found).expect("JSON values serialize")
+            );
             Ok(())
         }
-        ImageCommand::Rmi { images } => {
+        ImageCommand::Rmi { force, images } => {
             let store = globals.store()?;
             for name in images {
-                remove_image(&store, &name)?;
+                remove_image(&store, &name, force)?;
             }
             Ok(())
         }
@@ -174,9 +204,12 @@ pub fn run_image_command(command: ImageCommand, globals: &GlobalArgs) -> Result<
             }
             Ok(())
         }
-        ImageCommand::Login { server, username, password, password_stdin } => {
-            login(globals, server, username, password, password_stdin)
-        }
+        ImageCommand::Login {
+            server,
+            username,
+            password,
+            password_stdin,
+        } => login(globals, server, username, password, password_stdin),
         ImageCommand::Logout { server } => {
             let server = server.unwrap_or_else(|| DOCKER_HUB.to_string());
             if auth::store_credentials(&server, None)? {
@@ -193,8 +226,19 @@ pub fn run_image_command(command: ImageCommand, globals: &GlobalArgs) -> Result<
 /// `images`: one row per name, as docker prints it.
 pub fn images_table(store: &Store, quiet: bool, digests: bool, no_trunc: bool) -> Result<String> {
     let mut images = store.images()?;
-    images.sort_by(|a, b| b.config.created.cmp(&a.config.created).then(a.name.cmp(&b.name)));
-    let id = |i: &Image| if no_trunc { i.id().to_string() } else { i.id().short().to_string() };
+    images.sort_by(|a, b| {
+        b.config
+            .created
+            .cmp(&a.config.created)
+            .then(a.name.cmp(&b.name))
+    });
+    let id = |i: &Image| {
+        if no_trunc {
+            i.id().to_string()
+        } else {
+            i.id().short().to_string()
+        }
+    };
     if quiet {
         return Ok(images.iter().map(|i| format!("{}\n", id(i))).collect());
     }
@@ -207,14 +251,24 @@ pub fn images_table(store: &Store, quiet: bool, digests: bool, no_trunc: bool) -
         .iter()
         .map(|image| {
             let (repository, tag) = match image.reference() {
-                Some(r) => (r.familiar_repository(), r.tag.clone().filter(|_| r.digest.is_none()).unwrap_or("<none>".into())),
+                Some(r) => (
+                    r.familiar_repository(),
+                    r.tag
+                        .clone()
+                        .filter(|_| r.digest.is_none())
+                        .unwrap_or("<none>".into()),
+                ),
                 None => ("<none>".into(), "<none>".into()),
             };
             let mut row = vec![repository, tag];
             if digests {
                 row.push(image.repo_digest());
             }
-            row.extend([id(image), human_age(image.config.created.as_deref()), human_size(image.size())]);
+            row.extend([
+                id(image),
+                human_age(image.config.created.as_deref()),
+                human_size(image.size()),
+            ]);
             row
         })
         .collect();
@@ -225,11 +279,17 @@ pub fn images_table(store: &Store, quiet: bool, digests: bool, no_trunc: bool) -
 /// `inspect`: the fields of `docker image inspect` that this store knows.
 pub fn inspect_json(store: &Store, image: &Image) -> serde_json::Value {
     let reference = image.reference();
-    let repo_tags: Vec<String> = reference.iter().filter(|r| r.digest.is_none()).map(|r| r.familiar()).collect();
-    let repo_digests: Vec<String> =
-        reference.iter().map(|r| format!("{}@{}", r.familiar_repository(), image.repo_digest())).collect();
+    let repo_tags: Vec<String> = reference
+        .iter()
+        .filter(|r| r.digest.is_none())
+        .map(|r| r.familiar())
+        .collect();
+    let repo_digests: Vec<String> = reference
+        .iter()
+        .map(|r| format!("{}@{}", r.familiar_repository(), image.repo_digest()))
+        .collect();
     let config = &image.config;
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "Id": image.id(),
         "RepoTags": repo_tags,
         "RepoDigests": repo_digests,
@@ -237,7 +297,6 @@ pub fn inspect_json(store: &Store, image: &Image) -> serde_json::Value {
         "Author": config.author.clone().unwrap_or_default(),
         "Config": config.config,
         "Architecture": config.architecture,
-        "Variant": config.variant,
         "Os": config.os,
         "Size": image.size(),
         "RootFS": { "Type": "layers", "Layers": config.rootfs.diff_ids },
@@ -247,15 +306,41 @@ pub fn inspect_json(store: &Store, image: &Image) -> serde_json::Value {
             "Layers": image.manifest.layers,
         },
         "Store": store.layout_dir(),
-    })
+    });
+    if let Some(variant) = &config.variant {
+        json["Variant"] = variant.clone().into();
+    }
+    json
 }
 
-/// `rmi`: remove the name, then every blob no other name reaches.
-pub fn remove_image(store: &Store, name: &str) -> Result<()> {
+/// `rmi`: remove the name (or, given an ID, every name of that image), then
+/// every blob that no remaining name reaches.
+pub fn remove_image(store: &Store, name: &str, force: bool) -> Result<()> {
     let image = store.get(name)?;
-    store.remove_ref(&image.name)?;
-    let untagged = image.reference().map(|r| r.familiar()).unwrap_or(image.name.clone());
-    println!("Untagged: {untagged}");
+    let named_exactly = Reference::parse(name).is_ok_and(|r| r.store_name() == image.name);
+    let names: Vec<Image> = if named_exactly {
+        vec![image.clone()]
+    } else {
+        store
+            .images()?
+            .into_iter()
+            .filter(|i| i.id() == image.id())
+            .collect()
+    };
+    if names.len() > 1 && !force {
+        return Err(Error::new(format!(
+            "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+            image.id().short()
+        )));
+    }
+    for named in &names {
+        store.remove_ref(&named.name)?;
+        let untagged = named
+            .reference()
+            .map(|r| r.familiar())
+            .unwrap_or(named.name.clone());
+        println!("Untagged: {untagged}");
+    }
     let deleted = store.garbage_collect()?;
     if deleted.contains(image.id()) {
         println!("Deleted: {}", image.id());
@@ -263,26 +348,53 @@ pub fn remove_image(store: &Store, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn login(globals: &GlobalArgs, server: Option<String>, username: Option<String>, password: Option<String>, password_stdin: bool) -> Result<()> {
+fn login(
+    globals: &GlobalArgs,
+    server: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_stdin: bool,
+) -> Result<()> {
     let server = server.unwrap_or_else(|| DOCKER_HUB.to_string());
     let username = username.ok_or_else(|| Error::new("login needs --username (-u)"))?;
     let password = match (password, password_stdin) {
         (Some(p), false) => p,
         (None, true) => {
             let mut p = String::new();
-            std::io::stdin().read_to_string(&mut p).map_err(|e| Error::new(format!("reading the password from stdin: {e}")))?;
+            std::io::stdin()
+                .read_to_string(&mut p)
+                .map_err(|e| Error::new(format!("reading the password from stdin: {e}")))?;
             p.trim_end_matches(['\n', '\r']).to_string()
         }
-        (Some(_), true) => return Err(Error::new("--password and --password-stdin are mutually exclusive")),
-        (None, false) => return Err(Error::new("login needs --password (-p) or --password-stdin")),
+        (Some(_), true) => {
+            return Err(Error::new(
+                "--password and --password-stdin are mutually exclusive",
+            ))
+        }
+        (None, false) => {
+            return Err(Error::new(
+                "login needs --password (-p) or --password-stdin",
+            ))
+        }
     };
     let credentials = Credentials { username, password };
     // Check the credentials against the registry before keeping them.
     let options = globals.registry_options();
-    let host = if server == DOCKER_HUB { crate::reference::DOCKER_HUB_API_HOST } else { server.as_str() };
-    let scheme = if options.is_insecure(host) { "http" } else { "https" };
-    let registry = Registry::new(format!("{scheme}://{host}"), &server, "")?.with_credentials(Some(credentials.clone()));
-    registry.ping().map_err(|e| Error::new(format!("login to {server} failed: {}", e.message())))?;
+    let host = if server == DOCKER_HUB {
+        crate::reference::DOCKER_HUB_API_HOST
+    } else {
+        server.as_str()
+    };
+    let scheme = if options.is_insecure(host) {
+        "http"
+    } else {
+        "https"
+    };
+    let registry = Registry::new(format!("{scheme}://{host}"), &server, "")?
+        .with_credentials(Some(credentials.clone()));
+    registry
+        .ping()
+        .map_err(|e| Error::new(format!("login to {server} failed: {}", e.message())))?;
     // A registry may accept the ping anonymously; a token or basic check
     // with the credentials proves them.
     verify_login(&registry, &server)?;
@@ -298,8 +410,12 @@ fn verify_login(registry: &Registry, server: &str) -> Result<()> {
     let response = registry.get(&url, None)?;
     match response.status().as_u16() {
         200..=299 => Ok(()),
-        401 | 403 => Err(Error::new(format!("login to {server} failed: username or password refused"))),
-        status => Err(Error::new(format!("login to {server} failed: HTTP {status}"))),
+        401 | 403 => Err(Error::new(format!(
+            "login to {server} failed: username or password refused"
+        ))),
+        status => Err(Error::new(format!(
+            "login to {server} failed: HTTP {status}"
+        ))),
     }
 }
 
@@ -310,7 +426,12 @@ pub fn parse_args<P: clap::Parser>() -> P {
         Ok(parsed) => parsed,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 e.exit();
             }
             let _ = e.print();

@@ -36,7 +36,12 @@ pub const DOCKER_LAYER_FOREIGN: &str = "application/vnd.docker.image.rootfs.fore
 /// What we send as `Accept` when asking for a manifest: a registry answers
 /// with the best of these it has. Without the list types, a registry would
 /// hand a multi-platform image's manifest down-converted, or refuse.
-pub const MANIFEST_ACCEPT: &[&str] = &[OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST];
+pub const MANIFEST_ACCEPT: &[&str] = &[
+    OCI_INDEX,
+    OCI_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    DOCKER_MANIFEST,
+];
 // ANCHOR_END: media_types
 
 /// A pointer to a blob: its type, digest and size (plus, in an index, the
@@ -99,27 +104,35 @@ pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Manife
         media_type: Option<String>,
         manifests: Option<serde_json::Value>,
     }
-    let probe: Probe = serde_json::from_slice(bytes)
-        .map_err(|e| Error::new(format!("the registry sent a manifest that is not JSON: {e}")))?;
+    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| {
+        Error::new(format!(
+            "the registry sent a manifest that is not JSON: {e}"
+        ))
+    })?;
     if probe.schema_version == Some(1) {
         return Err(Error::new(
             "this image uses Docker's old schema 1 manifest, which registries stopped serving; \
              ask for a newer tag",
         ));
     }
-    let media_type = probe
-        .media_type
-        .as_deref()
-        .or(content_type)
-        .unwrap_or(if probe.manifests.is_some() { OCI_INDEX } else { OCI_MANIFEST });
+    let media_type =
+        probe
+            .media_type
+            .as_deref()
+            .or(content_type)
+            .unwrap_or(if probe.manifests.is_some() {
+                OCI_INDEX
+            } else {
+                OCI_MANIFEST
+            });
     let bad = |e: serde_json::Error| Error::new(format!("malformed {media_type} document: {e}"));
     match media_type {
-        OCI_INDEX | DOCKER_MANIFEST_LIST => {
-            Ok(ManifestKind::Index(serde_json::from_slice(bytes).map_err(bad)?))
-        }
-        OCI_MANIFEST | DOCKER_MANIFEST => {
-            Ok(ManifestKind::Image(serde_json::from_slice(bytes).map_err(bad)?))
-        }
+        OCI_INDEX | DOCKER_MANIFEST_LIST => Ok(ManifestKind::Index(
+            serde_json::from_slice(bytes).map_err(bad)?,
+        )),
+        OCI_MANIFEST | DOCKER_MANIFEST => Ok(ManifestKind::Image(
+            serde_json::from_slice(bytes).map_err(bad)?,
+        )),
         other => Err(Error::new(format!(
             "unsupported manifest media type {other:?} (this engine reads OCI and Docker schema 2)"
         ))),
@@ -216,7 +229,10 @@ mod tests {
     #[test]
     fn tells_an_index_from_a_manifest() {
         let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
-        assert!(matches!(parse_manifest(index, None), Ok(ManifestKind::Index(_))));
+        assert!(matches!(
+            parse_manifest(index, None),
+            Ok(ManifestKind::Index(_))
+        ));
         // No mediaType field: the Content-Type header decides.
         let list = br#"{"schemaVersion":2,"manifests":[]}"#;
         assert!(matches!(

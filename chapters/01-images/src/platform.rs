@@ -16,7 +16,11 @@ pub struct Platform {
     pub architecture: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
 }
 
@@ -45,7 +49,11 @@ impl Platform {
     /// Parses `os/arch[/variant]`, as `--platform` takes it.
     pub fn parse(s: &str) -> Result<Platform> {
         let parts: Vec<&str> = s.split('/').collect();
-        let bad = || Error::new(format!("invalid platform {s:?}: expected os/arch[/variant], e.g. linux/arm64"));
+        let bad = || {
+            Error::new(format!(
+                "invalid platform {s:?}: expected os/arch[/variant], e.g. linux/arm64"
+            ))
+        };
         if parts.len() < 2 || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
             return Err(bad());
         }
@@ -103,7 +111,11 @@ pub fn choose<'a>(entries: &'a [Descriptor], wanted: &Platform) -> Result<&'a De
             .collect();
         Error::new(format!(
             "no image for platform {wanted} in this index; it has: {} — pick one with --platform",
-            if available.is_empty() { "none".to_string() } else { available.join(", ") }
+            if available.is_empty() {
+                "none".to_string()
+            } else {
+                available.join(", ")
+            }
         ))
     })
 }
@@ -119,8 +131,13 @@ mod tests {
         let entry = Platform::parse("linux/arm64").unwrap();
         assert!(wanted.matches(&entry));
         assert!(!Platform::parse("linux/amd64").unwrap().matches(&entry));
-        assert!(Platform::parse("linux/arm64").unwrap().matches(&Platform::parse("linux/arm64/v8").unwrap()));
+        assert!(Platform::parse("linux/arm64")
+            .unwrap()
+            .matches(&Platform::parse("linux/arm64/v8").unwrap()));
         assert!(Platform::parse("linux").is_err());
-        assert_eq!(Platform::parse("linux/x86_64").unwrap().architecture, "amd64");
+        assert_eq!(
+            Platform::parse("linux/x86_64").unwrap().architecture,
+            "amd64"
+        );
     }
 }

@@ -29,15 +29,20 @@ impl Progress {
         let bar = self.bars.as_ref().map(|bars| {
             let bar = bars.add(ProgressBar::new(total));
             bar.set_style(
-                ProgressStyle::with_template("{prefix}: {msg:<12} [{bar:30}] {bytes}/{total_bytes}")
-                    .expect("a valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix}: {msg:<12} [{bar:30}] {bytes}/{total_bytes}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
             );
             bar.set_prefix(label.to_string());
             bar.set_message("Downloading");
             bar
         });
-        Task { label: label.to_string(), bar }
+        Task {
+            label: label.to_string(),
+            bar,
+        }
     }
 
     /// A line that is not about one task.
@@ -75,7 +80,9 @@ impl Task {
     pub fn finish(&self, status: &str) {
         match &self.bar {
             Some(bar) => {
-                bar.set_style(ProgressStyle::with_template("{prefix}: {msg}").expect("a valid template"));
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix}: {msg}").expect("a valid template"),
+                );
                 bar.finish_with_message(status.to_string());
             }
             None => println!("{}: {status}", self.label),

@@ -40,14 +40,23 @@ pub struct PullOptions {
 
 // ANCHOR: pull
 /// Pulls `reference` into `store`, printing docker-style progress.
-pub fn pull(store: &Store, reference: &Reference, registry_options: &RegistryOptions, options: &PullOptions) -> Result<Image> {
+pub fn pull(
+    store: &Store,
+    reference: &Reference,
+    registry_options: &RegistryOptions,
+    options: &PullOptions,
+) -> Result<Image> {
     let progress = Progress::new();
     let say = |line: &str| {
         if !options.quiet {
             progress.println(line);
         }
     };
-    say(&format!("{}: Pulling from {}", reference.manifest_reference(), reference.path));
+    say(&format!(
+        "{}: Pulling from {}",
+        reference.manifest_reference(),
+        reference.path
+    ));
     store.clean_stale_downloads()?;
     let _pin = store.pin_for_pull()?;
     let registry = Registry::connect(reference, registry_options)?;
@@ -55,18 +64,30 @@ pub fn pull(store: &Store, reference: &Reference, registry_options: &RegistryOpt
     // 2. The manifest, or an index to choose from.
     let wanted = options.platform.clone().unwrap_or_else(Platform::host);
     let top = registry.get_manifest(reference.manifest_reference())?;
-    let (manifest_bytes, manifest_media_type, index_digest) = match parse_manifest(&top.bytes, top.media_type.as_deref())? {
-        ManifestKind::Image(_) => (top.bytes, top.media_type.clone(), None),
-        ManifestKind::Index(index) => {
-            let chosen = platform::choose(&index.manifests, &wanted)?;
-            explain::step(&format!("the tag names an index; {wanted} is {}", chosen.digest), None);
-            store.put_blob(&top.bytes)?;
-            let fetched = registry.get_manifest(chosen.digest.as_str())?;
-            (fetched.bytes, Some(chosen.media_type.clone()), Some(top.digest.clone()))
-        }
-    };
-    let ManifestKind::Image(image_manifest) = parse_manifest(&manifest_bytes, manifest_media_type.as_deref())? else {
-        return Err(Error::new("the index points to another index; nested indexes are not supported"));
+    let (manifest_bytes, manifest_media_type, index_digest) =
+        match parse_manifest(&top.bytes, top.media_type.as_deref())? {
+            ManifestKind::Image(_) => (top.bytes, top.media_type.clone(), None),
+            ManifestKind::Index(index) => {
+                let chosen = platform::choose(&index.manifests, &wanted)?;
+                explain::step(
+                    &format!("the tag names an index; {wanted} is {}", chosen.digest),
+                    None,
+                );
+                store.put_blob(&top.bytes)?;
+                let fetched = registry.get_manifest(chosen.digest.as_str())?;
+                (
+                    fetched.bytes,
+                    Some(chosen.media_type.clone()),
+                    Some(top.digest.clone()),
+                )
+            }
+        };
+    let ManifestKind::Image(image_manifest) =
+        parse_manifest(&manifest_bytes, manifest_media_type.as_deref())?
+    else {
+        return Err(Error::new(
+            "the index points to another index; nested indexes are not supported",
+        ));
     };
 
     // 3. The config: small, read whole, verified.
@@ -75,10 +96,16 @@ pub fn pull(store: &Store, reference: &Reference, registry_options: &RegistryOpt
         false => registry.get_small_blob(&image_manifest.config.digest)?,
     };
     let config = ImageConfig::parse(&config_bytes)?;
-    if !config.os.is_empty() && options.platform.is_none() && !wanted.matches(&config_platform(&config)) {
+    let actual = config_platform(&config);
+    if !config.os.is_empty() && !wanted.matches(&actual) {
+        if options.platform.is_some() {
+            // Asked for a platform the image is not built for: say so, as docker does.
+            return Err(Error::new(format!(
+                "{reference} was found but is built for {actual}, not the requested {wanted}"
+            )));
+        }
         eprintln!(
-            "WARNING: the image's platform ({}) does not match this machine's ({wanted})",
-            config_platform(&config)
+            "WARNING: the image's platform ({actual}) does not match this machine's ({wanted})"
         );
     }
     store.put_blob(&config_bytes)?;
@@ -89,7 +116,13 @@ pub fn pull(store: &Store, reference: &Reference, registry_options: &RegistryOpt
             explain::step(&format!("layer {} is zstd-compressed", layer.digest), None);
         }
     }
-    download_layers(store, &registry, &image_manifest.layers, &progress, options.quiet)?;
+    download_layers(
+        store,
+        &registry,
+        &image_manifest.layers,
+        &progress,
+        options.quiet,
+    )?;
 
     // 5. Name the image, now that everything it needs is here.
     let manifest_digest = store.put_blob(&manifest_bytes)?;
@@ -106,16 +139,24 @@ pub fn pull(store: &Store, reference: &Reference, registry_options: &RegistryOpt
         urls: vec![],
     };
     if let Some(index) = &index_digest {
-        descriptor.annotations.insert(INDEX_DIGEST.into(), index.to_string());
+        descriptor
+            .annotations
+            .insert(INDEX_DIGEST.into(), index.to_string());
     }
     store.set_ref(&name, descriptor)?;
 
     let shown_digest = index_digest.unwrap_or(manifest_digest.clone());
     say(&format!("Digest: {shown_digest}"));
     if previous.as_ref() == Some(&manifest_digest) {
-        say(&format!("Status: Image is up to date for {}", reference.familiar()));
+        say(&format!(
+            "Status: Image is up to date for {}",
+            reference.familiar()
+        ));
     } else {
-        say(&format!("Status: Downloaded newer image for {}", reference.familiar()));
+        say(&format!(
+            "Status: Downloaded newer image for {}",
+            reference.familiar()
+        ));
     }
     println!("{reference}");
     store.get(&name)
@@ -136,7 +177,17 @@ pub fn config_platform(config: &ImageConfig) -> Platform {
 /// Downloads the missing layers, `PARALLEL_DOWNLOADS` at a time. Each
 /// worker takes the next layer from a shared counter; the first error stops
 /// the others from starting new layers.
-fn download_layers(store: &Store, registry: &Registry, layers: &[Descriptor], progress: &Progress, quiet: bool) -> Result<()> {
+fn download_layers(
+    store: &Store,
+    registry: &Registry,
+    layers: &[Descriptor],
+    progress: &Progress,
+    quiet: bool,
+) -> Result<()> {
+    // A manifest may list one layer twice (the same content added twice):
+    // download it once.
+    let mut seen = std::collections::HashSet::new();
+    let layers: Vec<&Descriptor> = layers.iter().filter(|l| seen.insert(&l.digest)).collect();
     let next = AtomicUsize::new(0);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -161,7 +212,13 @@ fn download_layers(store: &Store, registry: &Registry, layers: &[Descriptor], pr
 }
 // ANCHOR_END: download_layers
 
-fn download_layer(store: &Store, registry: &Registry, layer: &Descriptor, progress: &Progress, quiet: bool) -> Result<()> {
+fn download_layer(
+    store: &Store,
+    registry: &Registry,
+    layer: &Descriptor,
+    progress: &Progress,
+    quiet: bool,
+) -> Result<()> {
     let short = layer.digest.short().to_string();
     if store.has_blob(&layer.digest) {
         if !quiet {
@@ -170,9 +227,19 @@ fn download_layer(store: &Store, registry: &Registry, layer: &Descriptor, progre
         return Ok(());
     }
     if !layer.urls.is_empty() || layer.media_type == manifest::DOCKER_LAYER_FOREIGN {
-        explain::step(&format!("layer {} is a foreign layer; fetching it from the registry anyway", layer.digest), None);
+        explain::step(
+            &format!(
+                "layer {} is a foreign layer; fetching it from the registry anyway",
+                layer.digest
+            ),
+            None,
+        );
     }
-    let task = if quiet { None } else { Some(progress.task(&short, layer.size)) };
+    let task = if quiet {
+        None
+    } else {
+        Some(progress.task(&short, layer.size))
+    };
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -206,6 +273,7 @@ fn download_layer(store: &Store, registry: &Registry, layer: &Descriptor, progre
 pub fn verify_blob(store: &Store, digest: &Digest) -> Result<bool> {
     let mut file = store.open_blob(digest)?;
     let mut writer = crate::digest::DigestWriter::new(std::io::sink());
-    std::io::copy(&mut file, &mut writer).map_err(|e| Error::new(format!("reading blob {digest}: {e}")))?;
+    std::io::copy(&mut file, &mut writer)
+        .map_err(|e| Error::new(format!("reading blob {digest}: {e}")))?;
     Ok(&writer.finish().0 == digest)
 }

@@ -36,8 +36,8 @@ pub struct Reference {
     pub digest: Option<Digest>,
 }
 
-// ANCHOR: parse
 impl Reference {
+    // ANCHOR: parse
     /// Parses a reference as `docker pull` does, filling in the defaults.
     pub fn parse(input: &str) -> Result<Reference> {
         let invalid = |why: &str| Error::new(format!("invalid reference {input:?}: {why}"));
@@ -52,7 +52,10 @@ impl Reference {
 
         // 1. "@sha256:…" at the end pins the exact content.
         let (rest, digest) = match input.split_once('@') {
-            Some((rest, d)) => (rest, Some(Digest::parse(d).map_err(|e| invalid(e.message()))?)),
+            Some((rest, d)) => (
+                rest,
+                Some(Digest::parse(d).map_err(|e| invalid(e.message()))?),
+            ),
             None => (input, None),
         };
 
@@ -78,7 +81,11 @@ impl Reference {
             }
             _ => (DOCKER_HUB.to_string(), name.to_string()),
         };
-        let domain = if domain == LEGACY_DOCKER_HUB { DOCKER_HUB.to_string() } else { domain };
+        let domain = if domain == LEGACY_DOCKER_HUB {
+            DOCKER_HUB.to_string()
+        } else {
+            domain
+        };
         if !valid_domain(&domain) {
             return Err(invalid("the registry host is not a valid host[:port]"));
         }
@@ -103,8 +110,17 @@ impl Reference {
         }
 
         // 5. No tag and no digest means :latest.
-        let tag = if tag.is_none() && digest.is_none() { Some("latest".to_string()) } else { tag };
-        Ok(Reference { domain, path, tag, digest })
+        let tag = if tag.is_none() && digest.is_none() {
+            Some("latest".to_string())
+        } else {
+            tag
+        };
+        Ok(Reference {
+            domain,
+            path,
+            tag,
+            digest,
+        })
     }
     // ANCHOR_END: parse
 
@@ -146,7 +162,10 @@ impl Reference {
     /// `user/app` for `docker.io/user/app`, everything else unchanged.
     pub fn familiar_repository(&self) -> String {
         if self.domain == DOCKER_HUB {
-            self.path.strip_prefix("library/").unwrap_or(&self.path).to_string()
+            self.path
+                .strip_prefix("library/")
+                .unwrap_or(&self.path)
+                .to_string()
         } else {
             self.repository()
         }
@@ -225,7 +244,9 @@ fn valid_domain(domain: &str) -> bool {
                     !label.is_empty()
                         && !label.starts_with('-')
                         && !label.ends_with('-')
-                        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 })
         }
     }
@@ -274,31 +295,82 @@ mod tests {
         let d = D;
         let cases: Vec<(String, String)> = vec![
             ("busybox".into(), "docker.io/library/busybox:latest".into()),
-            ("busybox:1.36".into(), "docker.io/library/busybox:1.36".into()),
-            ("library/busybox".into(), "docker.io/library/busybox:latest".into()),
-            ("docker.io/busybox".into(), "docker.io/library/busybox:latest".into()),
-            ("index.docker.io/busybox".into(), "docker.io/library/busybox:latest".into()),
-            ("index.docker.io/library/alpine:3.20".into(), "docker.io/library/alpine:3.20".into()),
+            (
+                "busybox:1.36".into(),
+                "docker.io/library/busybox:1.36".into(),
+            ),
+            (
+                "library/busybox".into(),
+                "docker.io/library/busybox:latest".into(),
+            ),
+            (
+                "docker.io/busybox".into(),
+                "docker.io/library/busybox:latest".into(),
+            ),
+            (
+                "index.docker.io/busybox".into(),
+                "docker.io/library/busybox:latest".into(),
+            ),
+            (
+                "index.docker.io/library/alpine:3.20".into(),
+                "docker.io/library/alpine:3.20".into(),
+            ),
             ("user/app".into(), "docker.io/user/app:latest".into()),
             ("user/app:v1.2".into(), "docker.io/user/app:v1.2".into()),
-            ("docker.io/user/app:v1".into(), "docker.io/user/app:v1".into()),
+            (
+                "docker.io/user/app:v1".into(),
+                "docker.io/user/app:v1".into(),
+            ),
             ("localhost/app".into(), "localhost/app:latest".into()),
-            ("localhost:5000/app".into(), "localhost:5000/app:latest".into()),
-            ("localhost:5000/team/app:tag".into(), "localhost:5000/team/app:tag".into()),
-            ("127.0.0.1:5000/busybox".into(), "127.0.0.1:5000/busybox:latest".into()),
-            ("quay.io/podman/hello".into(), "quay.io/podman/hello:latest".into()),
+            (
+                "localhost:5000/app".into(),
+                "localhost:5000/app:latest".into(),
+            ),
+            (
+                "localhost:5000/team/app:tag".into(),
+                "localhost:5000/team/app:tag".into(),
+            ),
+            (
+                "127.0.0.1:5000/busybox".into(),
+                "127.0.0.1:5000/busybox:latest".into(),
+            ),
+            (
+                "quay.io/podman/hello".into(),
+                "quay.io/podman/hello:latest".into(),
+            ),
             ("ghcr.io/a/b/c/d:1".into(), "ghcr.io/a/b/c/d:1".into()),
             ("registry:5000/x".into(), "registry:5000/x:latest".into()),
             ("Registry/x".into(), "Registry/x:latest".into()),
             ("[::1]:5000/app".into(), "[::1]:5000/app:latest".into()),
-            ("my-registry.example.com:443/a_b/c.d/e__f".into(), "my-registry.example.com:443/a_b/c.d/e__f:latest".into()),
+            (
+                "my-registry.example.com:443/a_b/c.d/e__f".into(),
+                "my-registry.example.com:443/a_b/c.d/e__f:latest".into(),
+            ),
             ("a---b/c".into(), "docker.io/a---b/c:latest".into()),
-            ("busybox:_tag".into(), "docker.io/library/busybox:_tag".into()),
-            ("busybox:Tag.With-Dash_1".into(), "docker.io/library/busybox:Tag.With-Dash_1".into()),
-            (format!("busybox@{d}"), format!("docker.io/library/busybox@{d}")),
-            (format!("busybox:1.36@{d}"), format!("docker.io/library/busybox:1.36@{d}")),
-            (format!("localhost:5000/app:v1@{d}"), format!("localhost:5000/app:v1@{d}")),
-            ("a".repeat(200), format!("docker.io/library/{}:latest", "a".repeat(200))),
+            (
+                "busybox:_tag".into(),
+                "docker.io/library/busybox:_tag".into(),
+            ),
+            (
+                "busybox:Tag.With-Dash_1".into(),
+                "docker.io/library/busybox:Tag.With-Dash_1".into(),
+            ),
+            (
+                format!("busybox@{d}"),
+                format!("docker.io/library/busybox@{d}"),
+            ),
+            (
+                format!("busybox:1.36@{d}"),
+                format!("docker.io/library/busybox:1.36@{d}"),
+            ),
+            (
+                format!("localhost:5000/app:v1@{d}"),
+                format!("localhost:5000/app:v1@{d}"),
+            ),
+            (
+                "a".repeat(200),
+                format!("docker.io/library/{}:latest", "a".repeat(200)),
+            ),
         ];
         for (input, want) in cases {
             let r = Reference::parse(&input).unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -317,9 +389,15 @@ mod tests {
             ("busybox:".into(), "empty tag"),
             ("busybox:.tag".into(), "tag starting with a dot"),
             ("busybox:-tag".into(), "tag starting with a dash"),
-            (format!("busybox:{}", "t".repeat(129)), "tag longer than 128"),
+            (
+                format!("busybox:{}", "t".repeat(129)),
+                "tag longer than 128",
+            ),
             ("busybox@sha256:abc".into(), "short digest"),
-            ("busybox@md5:d41d8cd98f00b204e9800998ecf8427e".into(), "unknown algorithm"),
+            (
+                "busybox@md5:d41d8cd98f00b204e9800998ecf8427e".into(),
+                "unknown algorithm",
+            ),
             ("busybox@".into(), "empty digest"),
             ("bu sy".into(), "space"),
             ("busybox/".into(), "trailing slash"),
@@ -333,10 +411,16 @@ mod tests {
             ("-bad.host/x".into(), "host label starting with a dash"),
             ("[::zz]:5000/x".into(), "bad IPv6"),
             ("a".repeat(260), "name longer than 255"),
-            ("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(), "an image ID"),
+            (
+                "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
+                "an image ID",
+            ),
         ];
         for (input, why) in cases {
-            assert!(Reference::parse(&input).is_err(), "{input:?} should be refused ({why})");
+            assert!(
+                Reference::parse(&input).is_err(),
+                "{input:?} should be refused ({why})"
+            );
         }
     }
 
@@ -351,7 +435,10 @@ mod tests {
         assert_eq!(r.api_host(), "localhost:5000");
         assert_eq!(r.manifest_reference(), "latest");
         assert_eq!(r.familiar(), "localhost:5000/app:latest");
-        assert_eq!(Reference::parse("user/app").unwrap().familiar(), "user/app:latest");
+        assert_eq!(
+            Reference::parse("user/app").unwrap().familiar(),
+            "user/app:latest"
+        );
     }
 
     #[test]

@@ -41,9 +41,16 @@ impl RegistryOptions {
     /// `CRABBOX_REGISTRY_MIRROR=URL`) plus any given on the command line.
     pub fn from_env(mut insecure: Vec<String>) -> RegistryOptions {
         if let Ok(list) = std::env::var("CRABBOX_INSECURE_REGISTRIES") {
-            insecure.extend(list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from));
+            insecure.extend(
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            );
         }
-        let mirror = std::env::var("CRABBOX_REGISTRY_MIRROR").ok().filter(|m| !m.is_empty());
+        let mirror = std::env::var("CRABBOX_REGISTRY_MIRROR")
+            .ok()
+            .filter(|m| !m.is_empty());
         RegistryOptions { insecure, mirror }
     }
 
@@ -51,7 +58,9 @@ impl RegistryOptions {
     pub fn is_insecure(&self, host: &str) -> bool {
         let name = host_without_port(host);
         name == "localhost"
-            || name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+            || name
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback())
             || name == "::1"
             || self.insecure.iter().any(|i| i == host || i == name)
     }
@@ -95,18 +104,31 @@ impl Registry {
     /// Connects to the repository of `reference`: chooses the endpoint and
     /// scheme, loads stored credentials, and pings `/v2/`.
     pub fn connect(reference: &Reference, options: &RegistryOptions) -> Result<Registry> {
-        let base = match (&options.mirror, reference.domain == DOCKER_HUB) {
+        // `registry` names whose credentials apply: a mirror gets its own,
+        // never the user's Docker Hub login.
+        let (base, registry) = match (&options.mirror, reference.domain == DOCKER_HUB) {
             (Some(mirror), true) => {
                 explain::step(&format!("docker.io is served by the mirror {mirror}"), None);
-                mirror.trim_end_matches('/').to_string()
+                let host = mirror
+                    .split("://")
+                    .nth(1)
+                    .unwrap_or(mirror)
+                    .split('/')
+                    .next()
+                    .unwrap_or(mirror);
+                (mirror.trim_end_matches('/').to_string(), host.to_string())
             }
             _ => {
                 let host = reference.api_host();
-                let scheme = if options.is_insecure(host) { "http" } else { "https" };
-                format!("{scheme}://{host}")
+                let scheme = if options.is_insecure(host) {
+                    "http"
+                } else {
+                    "https"
+                };
+                (format!("{scheme}://{host}"), reference.domain.clone())
             }
         };
-        let registry = Registry::new(base, &reference.domain, &reference.path)?;
+        let registry = Registry::new(base, &registry, &reference.path)?;
         registry.ping()?;
         Ok(registry)
     }
@@ -157,7 +179,9 @@ impl Registry {
             200..=299 => Ok(()),
             401 => self.answer_challenge(&response),
             404 => Err(Error::new(format!("{url} is not a registry (no /v2/ API)"))),
-            status => Err(Error::new(format!("{url} answered HTTP {status} to the API check"))),
+            status => Err(Error::new(format!(
+                "{url} answered HTTP {status} to the API check"
+            ))),
         }
     }
     // ANCHOR_END: ping
@@ -166,7 +190,11 @@ impl Registry {
     pub fn get_manifest(&self, reference: &str) -> Result<FetchedManifest> {
         let url = format!("{}/v2/{}/manifests/{reference}", self.base, self.repository);
         let mut response = self.get(&url, Some(&MANIFEST_ACCEPT.join(", ")))?;
-        self.check_status(&mut response, &format!("{}:{reference}", self.repository), "manifest")?;
+        self.check_status(
+            &mut response,
+            &format!("{}:{reference}", self.repository),
+            "manifest",
+        )?;
         let media_type = response
             .headers()
             .get("content-type")
@@ -185,7 +213,11 @@ impl Registry {
                 self.registry
             )));
         }
-        Ok(FetchedManifest { bytes, media_type, digest })
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest,
+        })
     }
 
     /// Opens a blob for streaming. The caller verifies the digest while it
@@ -193,7 +225,11 @@ impl Registry {
     pub fn open_blob(&self, digest: &Digest) -> Result<(impl Read + 'static, Option<u64>)> {
         let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repository);
         let mut response = self.get(&url, None)?;
-        self.check_status(&mut response, &format!("{}@{digest}", self.repository), "blob")?;
+        self.check_status(
+            &mut response,
+            &format!("{}@{digest}", self.repository),
+            "blob",
+        )?;
         let length = response.body().content_length();
         Ok((response.into_body().into_reader(), length))
     }
@@ -248,7 +284,12 @@ impl Registry {
     // ANCHOR_END: get
 
     /// One request, narrated as the `curl` command that does the same.
-    fn send_once(&self, method: &str, url: &str, accept: Option<&str>) -> Result<Response<Body>, SendError> {
+    fn send_once(
+        &self,
+        method: &str,
+        url: &str,
+        accept: Option<&str>,
+    ) -> Result<Response<Body>, SendError> {
         let authorization = self.authorization.lock().expect("lock poisoned").clone();
         if explain::enabled() {
             let mut cmd = String::from("curl -sS");
@@ -256,11 +297,18 @@ impl Registry {
                 cmd.push_str(&format!(" -X {method}"));
             }
             if let Some(accept) = accept {
-                cmd.push_str(&format!(" -H {}", shell_quote(&format!("Accept: {accept}"))));
+                cmd.push_str(&format!(
+                    " -H {}",
+                    shell_quote(&format!("Accept: {accept}"))
+                ));
             }
             if let Some(value) = &authorization {
                 // Never print a secret: show where it would go.
-                let shown = if value.starts_with("Bearer") { "Bearer $TOKEN" } else { "Basic $(printf %s \"$USER:$PASSWORD\" | base64)" };
+                let shown = if value.starts_with("Bearer") {
+                    "Bearer $TOKEN"
+                } else {
+                    "Basic $(printf %s \"$USER:$PASSWORD\" | base64)"
+                };
                 cmd.push_str(&format!(" -H \"Authorization: {shown}\""));
             }
             cmd.push_str(&format!(" {}", shell_quote(url)));
@@ -273,9 +321,10 @@ impl Registry {
         if let Some(value) = &authorization {
             request = request.header("Authorization", value);
         }
-        let request = request
-            .body(())
-            .map_err(|e| SendError { error: Error::new(format!("invalid request URL {url}: {e}")), retryable: false })?;
+        let request = request.body(()).map_err(|e| SendError {
+            error: Error::new(format!("invalid request URL {url}: {e}")),
+            retryable: false,
+        })?;
         self.agent.run(request).map_err(|e| SendError {
             retryable: is_transient(&e),
             error: self.transport_error(url, e),
@@ -302,15 +351,24 @@ impl Registry {
             },
             "bearer" => {
                 let realm = challenge.params.get("realm").ok_or_else(|| self.denied())?;
-                let scope = challenge
-                    .params
-                    .get("scope")
-                    .cloned()
-                    .unwrap_or_else(|| format!("repository:{}:pull", self.repository));
-                let mut url = format!("{realm}{}scope={}", if realm.contains('?') { '&' } else { '?' }, percent_encode(&scope));
-                if let Some(service) = challenge.params.get("service") {
-                    url.push_str(&format!("&service={}", percent_encode(service)));
+                // The /v2/ ping's challenge names no scope: ask for what we
+                // will do next, pulling this repository (none for `login`).
+                let scope = challenge.params.get("scope").cloned().or_else(|| {
+                    (!self.repository.is_empty())
+                        .then(|| format!("repository:{}:pull", self.repository))
+                });
+                let mut query = Vec::new();
+                if let Some(scope) = scope {
+                    query.push(format!("scope={}", percent_encode(&scope)));
                 }
+                if let Some(service) = challenge.params.get("service") {
+                    query.push(format!("service={}", percent_encode(service)));
+                }
+                if let Some(c) = &self.credentials {
+                    query.push(format!("account={}", percent_encode(&c.username)));
+                }
+                let separator = if realm.contains('?') { '&' } else { '?' };
+                let url = format!("{realm}{separator}{}", query.join("&"));
                 format!("Bearer {}", self.fetch_token(&url)?)
             }
             other => {
@@ -344,7 +402,11 @@ impl Registry {
         match response.status().as_u16() {
             200 => {}
             401 | 403 => return Err(self.denied()),
-            status => return Err(Error::new(format!("the auth server {url} answered HTTP {status}"))),
+            status => {
+                return Err(Error::new(format!(
+                    "the auth server {url} answered HTTP {status}"
+                )))
+            }
         }
         let answer: serde_json::Value = response
             .body_mut()
@@ -375,17 +437,24 @@ impl Registry {
             .unwrap_or(serde_json::Value::Null);
         let code = body["errors"][0]["code"].as_str().unwrap_or("").to_string();
         Err(match (status, code.as_str()) {
-            (404, "NAME_UNKNOWN") => {
-                Error::new(format!("repository unknown: {} has no repository {} — check the name", self.registry, self.repository))
-            }
+            (404, "NAME_UNKNOWN") => Error::new(format!(
+                "repository unknown: {} has no repository {} — check the name",
+                self.registry, self.repository
+            )),
             (404, _) => Error::new(format!("{kind} unknown: {what} — check the name and tag")),
             (401, _) if self.credentials.is_some() => Error::new(format!(
                 "authentication refused by {} for {} — check your login (login {})",
                 self.registry, self.repository, self.registry
             )),
             (401, _) | (403, _) => self.denied(),
-            (429, _) => Error::new(format!("{} is rate-limiting pulls (HTTP 429) — wait, or log in", self.registry)),
-            _ => Error::new(format!("{} answered HTTP {status} {code} for {what}", self.registry)),
+            (429, _) => Error::new(format!(
+                "{} is rate-limiting pulls (HTTP 429) — wait, or log in",
+                self.registry
+            )),
+            _ => Error::new(format!(
+                "{} answered HTTP {status} {code} for {what}",
+                self.registry
+            )),
         })
     }
 
@@ -397,13 +466,19 @@ impl Registry {
     }
 
     fn login_needed(&self) -> Error {
-        Error::new(format!("{} requires a login — run: login {}", self.registry, self.registry))
+        Error::new(format!(
+            "{} requires a login — run: login {}",
+            self.registry, self.registry
+        ))
     }
 
     fn transport_error(&self, url: &str, e: ureq::Error) -> Error {
         let hint = match &e {
             ureq::Error::Tls(_) | ureq::Error::Protocol(_) if url.starts_with("https") => {
-                format!(" — if {} speaks plain HTTP, add --insecure-registry {}", self.registry, self.registry)
+                format!(
+                    " — if {} speaks plain HTTP, add --insecure-registry {}",
+                    self.registry, self.registry
+                )
             }
             ureq::Error::HostNotFound => " — check the registry name and your network".to_string(),
             _ => " — is the registry running and reachable?".to_string(),
@@ -419,13 +494,22 @@ struct SendError {
 
 /// Connection failures and timeouts may pass; a bad name or TLS will not.
 fn is_transient(e: &ureq::Error) -> bool {
-    matches!(e, ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::Timeout(_) | ureq::Error::BodyStalled)
+    matches!(
+        e,
+        ureq::Error::Io(_)
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::Timeout(_)
+            | ureq::Error::BodyStalled
+    )
 }
 
 /// Waits before a retry: 250 ms, 500 ms, 1 s…
 pub fn backoff(attempt: u32, why: &str) {
     let pause = Duration::from_millis(250 << (attempt - 1).min(4));
-    explain::step(&format!("{why}; retrying in {} ms", pause.as_millis()), None);
+    explain::step(
+        &format!("{why}; retrying in {} ms", pause.as_millis()),
+        None,
+    );
     std::thread::sleep(pause);
 }
 
@@ -448,7 +532,10 @@ mod tests {
 
     #[test]
     fn plain_http_only_for_loopback_and_named_registries() {
-        let o = RegistryOptions { insecure: vec!["registry.lan:5000".into(), "10.0.0.7".into()], mirror: None };
+        let o = RegistryOptions {
+            insecure: vec!["registry.lan:5000".into(), "10.0.0.7".into()],
+            mirror: None,
+        };
         assert!(o.is_insecure("localhost:5000"));
         assert!(o.is_insecure("127.0.0.1:41234"));
         assert!(o.is_insecure("127.8.9.10"));
@@ -462,6 +549,9 @@ mod tests {
 
     #[test]
     fn encodes_a_scope() {
-        assert_eq!(percent_encode("repository:library/alpine:pull"), "repository%3Alibrary%2Falpine%3Apull");
+        assert_eq!(
+            percent_encode("repository:library/alpine:pull"),
+            "repository%3Alibrary%2Falpine%3Apull"
+        );
     }
 }

@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The annotation that names an image in an OCI layout's `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -71,7 +72,11 @@ impl Image {
     }
 
     /// The reference this image was stored under.
+    /// `None` for an image stored by ID only (loaded without a tag).
     pub fn reference(&self) -> Option<Reference> {
+        if self.name.starts_with("sha256:") {
+            return None;
+        }
         Reference::parse(&self.name).ok()
     }
 }
@@ -143,7 +148,15 @@ impl Store {
         reader: impl Read,
         mut progress: impl FnMut(u64),
     ) -> Result<u64> {
-        let tmp = self.tmp.join(format!("{}.{}.partial", expected.hex(), std::process::id()));
+        // HEX.PID.N.partial: the PID tells a later pull whether its owner is
+        // gone; N keeps two downloads of one blob from sharing a file.
+        static DOWNLOADS: AtomicU64 = AtomicU64::new(0);
+        let n = DOWNLOADS.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.tmp.join(format!(
+            "{}.{}.{n}.partial",
+            expected.hex(),
+            std::process::id()
+        ));
         let result = (|| {
             let file = File::create(&tmp).context("creating", &tmp)?;
             let mut writer = DigestWriter::new(BufWriter::with_capacity(256 << 10, file));
@@ -157,13 +170,18 @@ impl Store {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Error::new(format!("download of {expected} broke off: {e}"))),
+                    Err(e) => {
+                        return Err(Error::new(format!("download of {expected} broke off: {e}")))
+                    }
                 };
                 writer.write_all(&buf[..n]).context("writing", &tmp)?;
                 progress(n as u64);
             }
             let (digest, size, buffered) = writer.finish();
-            let file = buffered.into_inner().map_err(|e| e.into_error()).context("writing", &tmp)?;
+            let file = buffered
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .context("writing", &tmp)?;
             if digest != *expected || expected_size.is_some_and(|s| s != size) {
                 return Err(Error::new(format!(
                     "digest mismatch for blob {expected}: received {size} bytes with digest {digest} — nothing stored"
@@ -173,8 +191,8 @@ impl Store {
             let path = self.blob_path(expected);
             fs::rename(&tmp, &path).context("storing", &path)?;
             explain::step(
-                &format!("verified {expected} ({size} bytes) and stored it"),
-                Some(&format!("sha256sum {}; mv {} {}", tmp.display(), tmp.display(), path.display())),
+                &format!("{size} bytes hash to {expected}, as asked: the blob may enter the store"),
+                Some(&format!("mv {} {}", tmp.display(), path.display())),
             );
             Ok(size)
         })();
@@ -206,9 +224,15 @@ impl Store {
 
     /// Removes leftovers of downloads whose process is gone (a killed pull).
     pub fn clean_stale_downloads(&self) -> Result<()> {
-        for entry in fs::read_dir(&self.tmp).context("reading", &self.tmp)?.flatten() {
+        for entry in fs::read_dir(&self.tmp)
+            .context("reading", &self.tmp)?
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let pid = name.strip_suffix(".partial").and_then(|n| n.rsplit('.').next()).and_then(|p| p.parse::<i32>().ok());
+            let pid = name
+                .strip_suffix(".partial")
+                .and_then(|n| n.split('.').nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
             if let Some(pid) = pid {
                 let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
                 if !alive {
@@ -238,8 +262,12 @@ impl Store {
     pub fn read_index(&self) -> Result<Index> {
         let path = self.index_path();
         let bytes = fs::read(&path).context("reading", &path)?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Error::new(format!("{} is damaged ({e}) — remove it and pull again", path.display())))
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::new(format!(
+                "{} is damaged ({e}) — remove it and pull again",
+                path.display()
+            ))
+        })
     }
 
     fn write_index(&self, index: &Index) -> Result<()> {
@@ -253,7 +281,9 @@ impl Store {
     pub fn set_ref(&self, name: &str, mut descriptor: Descriptor) -> Result<()> {
         let _lock = self.lock()?;
         let mut index = self.read_index()?;
-        index.manifests.retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(name));
+        index
+            .manifests
+            .retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(name));
         descriptor.annotations.insert(REF_NAME.into(), name.into());
         index.manifests.push(descriptor);
         explain::step(
@@ -268,7 +298,10 @@ impl Store {
     pub fn remove_ref(&self, name: &str) -> Result<Option<Descriptor>> {
         let _lock = self.lock()?;
         let mut index = self.read_index()?;
-        let position = index.manifests.iter().position(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(name));
+        let position = index
+            .manifests
+            .iter()
+            .position(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(name));
         let removed = position.map(|i| index.manifests.remove(i));
         if removed.is_some() {
             self.write_index(&index)?;
@@ -281,7 +314,9 @@ impl Store {
         let index = self.read_index()?;
         let mut images = Vec::new();
         for descriptor in index.manifests {
-            let Some(name) = descriptor.annotations.get(REF_NAME).cloned() else { continue };
+            let Some(name) = descriptor.annotations.get(REF_NAME).cloned() else {
+                continue;
+            };
             images.push(self.load_image(name, descriptor)?);
         }
         Ok(images)
@@ -290,9 +325,19 @@ impl Store {
     /// Reads the manifest and config a descriptor points to.
     pub fn load_image(&self, name: String, descriptor: Descriptor) -> Result<Image> {
         let manifest: Manifest = serde_json::from_slice(&self.read_blob(&descriptor.digest)?)
-            .map_err(|e| Error::new(format!("stored manifest {} is damaged: {e}", descriptor.digest)))?;
+            .map_err(|e| {
+                Error::new(format!(
+                    "stored manifest {} is damaged: {e}",
+                    descriptor.digest
+                ))
+            })?;
         let config = ImageConfig::parse(&self.read_blob(&manifest.config.digest)?)?;
-        Ok(Image { name, descriptor, manifest, config })
+        Ok(Image {
+            name,
+            descriptor,
+            manifest,
+            config,
+        })
     }
 
     // ANCHOR: find
@@ -308,10 +353,15 @@ impl Store {
         }
         let id = name_or_id.strip_prefix("sha256:").unwrap_or(name_or_id);
         if id.len() >= 4 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let matching: Vec<&Image> = images.iter().filter(|i| i.id().hex().starts_with(id)).collect();
+            let matching: Vec<&Image> = images
+                .iter()
+                .filter(|i| i.id().hex().starts_with(id))
+                .collect();
             let ids: BTreeSet<&Digest> = matching.iter().map(|i| i.id()).collect();
             if ids.len() > 1 {
-                return Err(Error::new(format!("{name_or_id} matches several images — give more of the ID")));
+                return Err(Error::new(format!(
+                    "{name_or_id} matches several images — give more of the ID"
+                )));
             }
             return Ok(matching.first().map(|i| (*i).clone()));
         }
@@ -321,8 +371,11 @@ impl Store {
 
     /// Like [`Store::find`], but a missing image is an error.
     pub fn get(&self, name_or_id: &str) -> Result<Image> {
-        self.find(name_or_id)?
-            .ok_or_else(|| Error::new(format!("no such image: {name_or_id} — see `images`, or pull it")))
+        self.find(name_or_id)?.ok_or_else(|| {
+            Error::new(format!(
+                "no such image: {name_or_id} — see `images`, or pull it"
+            ))
+        })
     }
 
     // ANCHOR: garbage_collect
@@ -338,9 +391,16 @@ impl Store {
         let dir = self.images.join("blobs").join("sha256");
         let mut deleted = Vec::new();
         for entry in fs::read_dir(&dir).context("reading", &dir)?.flatten() {
-            let Ok(digest) = Digest::parse(&format!("sha256:{}", entry.file_name().to_string_lossy())) else { continue };
+            let Ok(digest) =
+                Digest::parse(&format!("sha256:{}", entry.file_name().to_string_lossy()))
+            else {
+                continue;
+            };
             if !reachable.contains(&digest) {
-                explain::step(&format!("delete unreferenced blob {digest}"), Some(&format!("rm {}", entry.path().display())));
+                explain::step(
+                    &format!("delete unreferenced blob {digest}"),
+                    Some(&format!("rm {}", entry.path().display())),
+                );
                 fs::remove_file(entry.path()).context("removing", &entry.path())?;
                 deleted.push(digest);
             }
@@ -363,14 +423,24 @@ impl Store {
         }
         match descriptor.media_type.as_str() {
             OCI_MANIFEST | manifest::DOCKER_MANIFEST => {
-                let manifest: Manifest = serde_json::from_slice(&self.read_blob(&descriptor.digest)?)
-                    .map_err(|e| Error::new(format!("stored manifest {} is damaged: {e}", descriptor.digest)))?;
+                let manifest: Manifest =
+                    serde_json::from_slice(&self.read_blob(&descriptor.digest)?).map_err(|e| {
+                        Error::new(format!(
+                            "stored manifest {} is damaged: {e}",
+                            descriptor.digest
+                        ))
+                    })?;
                 reachable.insert(manifest.config.digest.clone());
                 reachable.extend(manifest.layers.iter().map(|l| l.digest.clone()));
             }
             OCI_INDEX | manifest::DOCKER_MANIFEST_LIST => {
                 let index: Index = serde_json::from_slice(&self.read_blob(&descriptor.digest)?)
-                    .map_err(|e| Error::new(format!("stored index {} is damaged: {e}", descriptor.digest)))?;
+                    .map_err(|e| {
+                        Error::new(format!(
+                            "stored index {} is damaged: {e}",
+                            descriptor.digest
+                        ))
+                    })?;
                 for child in &index.manifests {
                     self.mark(child, reachable)?;
                 }

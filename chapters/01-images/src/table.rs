@@ -45,7 +45,11 @@ pub fn human_size(bytes: u64) -> String {
         unit += 1;
     }
     // Four significant digits, trailing zeros dropped (Go's %.4g).
-    let digits_before_point = if value < 1.0 { 1 } else { (value.log10().floor() as i32 + 1).max(1) };
+    let digits_before_point = if value < 1.0 {
+        1
+    } else {
+        (value.log10().floor() as i32 + 1).max(1)
+    };
     let decimals = (4 - digits_before_point).max(0) as usize;
     let mut text = format!("{value:.decimals$}");
     if text.contains('.') {
@@ -59,7 +63,9 @@ pub fn human_age(created_rfc3339: Option<&str>) -> String {
     let Some(created) = created_rfc3339.and_then(parse_rfc3339) else {
         return "N/A".into();
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     format!("{} ago", human_duration((now - created).max(0) as u64))
 }
 
@@ -94,12 +100,15 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     }
     // Skip fractional seconds, then read the zone.
     let rest = s.get(19..)?;
-    let rest = rest.strip_prefix('.').map_or(rest, |r| r.trim_start_matches(|c: char| c.is_ascii_digit()));
+    let rest = rest
+        .strip_prefix('.')
+        .map_or(rest, |r| r.trim_start_matches(|c: char| c.is_ascii_digit()));
     let offset = match rest {
         "Z" | "z" => 0,
         zone if zone.len() == 6 => {
             let sign = if zone.starts_with('-') { -1 } else { 1 };
-            sign * (zone.get(1..3)?.parse::<i64>().ok()? * 3600 + zone.get(4..6)?.parse::<i64>().ok()? * 60)
+            sign * (zone.get(1..3)?.parse::<i64>().ok()? * 3600
+                + zone.get(4..6)?.parse::<i64>().ok()? * 60)
         }
         _ => return None,
     };
@@ -132,7 +141,10 @@ mod tests {
     #[test]
     fn parses_image_timestamps() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2024-02-29T12:30:00.123456789Z"), Some(1709209800));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T12:30:00.123456789Z"),
+            Some(1709209800)
+        );
         assert_eq!(parse_rfc3339("2024-02-29T14:30:00+02:00"), Some(1709209800));
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
