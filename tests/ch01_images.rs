@@ -280,18 +280,9 @@ fn bad_input_gets_one_clear_line_and_exit_125() {
 
 #[test]
 fn basic_auth_login_pull_logout() {
-    let storage = TempDir::new("basic-storage");
-    assert!(
-        sh(&format!(
-            "cp -a {}/. {}",
-            fixtures().registry_storage().display(),
-            storage.path().display()
-        ))
-        .code
-            == 0
-    );
+    // Read-only, so the shared fixture storage can be served as it is.
     let registry = Registry::start(
-        storage.path(),
+        &fixtures().registry_storage(),
         true,
         RegistryAuth::Basic {
             user: "learner".into(),
@@ -360,17 +351,11 @@ fn basic_auth_login_pull_logout() {
 
 #[test]
 fn bearer_token_flow_like_docker_hub() {
-    let storage = TempDir::new("token-storage");
-    assert!(
-        sh(&format!(
-            "cp -a {}/. {}",
-            fixtures().registry_storage().display(),
-            storage.path().display()
-        ))
-        .code
-            == 0
+    let registry = Registry::start(
+        &fixtures().registry_storage(),
+        true,
+        RegistryAuth::Token { user: None },
     );
-    let registry = Registry::start(storage.path(), true, RegistryAuth::Token { user: None });
     let engine = Engine::new();
     let reference = format!("{}/layered", registry.addr());
     let out = engine.run(BIN, &["--explain", "pull", &reference]);
@@ -401,18 +386,9 @@ fn bearer_token_flow_like_docker_hub() {
 
 #[test]
 fn bearer_token_with_credentials() {
-    let storage = TempDir::new("token-cred-storage");
-    assert!(
-        sh(&format!(
-            "cp -a {}/. {}",
-            fixtures().registry_storage().display(),
-            storage.path().display()
-        ))
-        .code
-            == 0
-    );
+    // Read-only, so the shared fixture storage can be served as it is.
     let registry = Registry::start(
-        storage.path(),
+        &fixtures().registry_storage(),
         true,
         RegistryAuth::Token {
             user: Some(("learner".into(), "pw".into())),
@@ -744,4 +720,39 @@ fn platform_flag_on_a_single_platform_image_is_an_error() {
         "{line}"
     );
     assert_eq!(engine.run(BIN, &["images", "-q"]).ok(), "");
+}
+
+#[test]
+fn server_errors_and_rate_limits_are_retried() {
+    let registry = fixture_registry();
+    for status in ["503 Service Unavailable", "429 Too Many Requests"] {
+        // Two failures: the client's third attempt gets through.
+        let proxy = support::faulty::FaultyProxy::start(registry.port, 2, status);
+        let engine = Engine::new();
+        let out = engine.run(
+            BIN,
+            &[
+                "--explain",
+                "pull",
+                &format!("127.0.0.1:{}/busybox", proxy.port),
+            ],
+        );
+        out.ok();
+        let code = &status[..3];
+        assert!(
+            out.stderr
+                .contains(&format!("answered HTTP {code}; retrying in")),
+            "{}",
+            out.stderr
+        );
+        engine.assert_store_consistent();
+    }
+    // A registry that keeps failing: after the last attempt, one clear line.
+    let proxy = support::faulty::FaultyProxy::start(registry.port, 100, "503 Service Unavailable");
+    let engine = Engine::new();
+    let line = engine
+        .run(BIN, &["pull", &format!("127.0.0.1:{}/busybox", proxy.port)])
+        .fails_with(125)
+        .to_string();
+    assert!(line.contains("HTTP 503"), "{line}");
 }
