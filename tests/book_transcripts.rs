@@ -45,3 +45,11 @@ fn run_transcript(name: &str) {
         );
     }
 }
+
+#[test]
+fn chapter_02_try_it() {
+    // Mounting overlays needs root.
+    if support::require_root("chapter_02_try_it") {
+        run_transcript("ch02-layers.console");
+    }
+}

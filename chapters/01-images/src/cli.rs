@@ -134,6 +134,20 @@ pub enum ImageCommand {
 }
 // ANCHOR_END: commands
 
+/// The name of a command, for error messages (`pull: …`).
+pub fn command_name(command: &ImageCommand) -> &'static str {
+    match command {
+        ImageCommand::Pull { .. } => "pull",
+        ImageCommand::Images { .. } => "images",
+        ImageCommand::Inspect { .. } => "inspect",
+        ImageCommand::Rmi { .. } => "rmi",
+        ImageCommand::Save { .. } => "save",
+        ImageCommand::Load { .. } => "load",
+        ImageCommand::Login { .. } => "login",
+        ImageCommand::Logout { .. } => "logout",
+    }
+}
+
 /// Examples shown at the end of `--help`.
 pub const EXAMPLES: &str = "\
 Examples:

@@ -21,19 +21,6 @@ struct Cli {
 fn main() {
     let args: Cli = cli::parse_args();
     args.globals.apply();
-    let name = command_name(&args.command);
+    let name = cli::command_name(&args.command);
     cli::exit_with(name, cli::run_image_command(args.command, &args.globals));
-}
-
-fn command_name(command: &ImageCommand) -> &'static str {
-    match command {
-        ImageCommand::Pull { .. } => "pull",
-        ImageCommand::Images { .. } => "images",
-        ImageCommand::Inspect { .. } => "inspect",
-        ImageCommand::Rmi { .. } => "rmi",
-        ImageCommand::Save { .. } => "save",
-        ImageCommand::Load { .. } => "load",
-        ImageCommand::Login { .. } => "login",
-        ImageCommand::Logout { .. } => "logout",
-    }
 }

@@ -1,0 +1,275 @@
+//! The command line of chapter 02: chapter 01's image commands plus the
+//! layer commands. [`LayerCommand`] and [`run_layer_command`] are what
+//! chapter 3 flattens into its own command enum, as this chapter does with
+//! chapter 1's `ImageCommand`.
+
+use crate::changes::layer_changes;
+use crate::diff::write_layer;
+use crate::rootfs::Rootfs;
+use crate::unpack::{apply_layer, Mode};
+use ch01_images::archive::open_layer;
+use ch01_images::cli::GlobalArgs;
+use ch01_images::durable::write_atomically;
+use ch01_images::error::{Error, IoContext, Result};
+use ch01_images::pull::{pull, PullOptions};
+use ch01_images::reference::Reference;
+use ch01_images::store::{Image, Store};
+use ch01_images::table::{human_age, human_size, render};
+use clap::Subcommand;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+// ANCHOR: commands
+/// The layer commands (chapter 02).
+#[derive(Subcommand, Clone, Debug)]
+pub enum LayerCommand {
+    /// Mount an image's layers as one tree at DIR, with a throwaway writable layer
+    Mount { image: String, dir: PathBuf },
+    /// Unmount a tree mounted by `mount` and delete its writable layer
+    Umount { dir: PathBuf },
+    /// Write what was changed in a mounted tree as a layer tar (OCI whiteouts)
+    Diff {
+        dir: PathBuf,
+        /// The layer tar to write
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Apply an image's layers one after another into DIR (no overlay)
+    Unpack { image: String, dir: PathBuf },
+    /// Show what each layer adds, changes and deletes
+    Layers { image: String },
+    /// Show how an image was built, one line per step
+    History {
+        image: String,
+        /// Do not truncate the commands
+        #[arg(long)]
+        no_trunc: bool,
+    },
+}
+// ANCHOR_END: commands
+
+pub const EXAMPLES: &str = "\
+Examples:
+  ch02-layers pull localhost:5000/layered
+  ch02-layers layers localhost:5000/layered       # what each layer adds, changes, deletes
+  mkdir /tmp/m && ch02-layers mount localhost:5000/layered /tmp/m
+  echo hi > /tmp/m/new.txt && ch02-layers diff /tmp/m -o change.tar
+  ch02-layers umount /tmp/m
+  ch02-layers unpack localhost:5000/layered /tmp/flat   # the layers applied in order, no overlay";
+
+/// The name of a command, for error messages.
+pub fn command_name(command: &LayerCommand) -> &'static str {
+    match command {
+        LayerCommand::Mount { .. } => "mount",
+        LayerCommand::Umount { .. } => "umount",
+        LayerCommand::Diff { .. } => "diff",
+        LayerCommand::Unpack { .. } => "unpack",
+        LayerCommand::Layers { .. } => "layers",
+        LayerCommand::History { .. } => "history",
+    }
+}
+
+/// The record of one `mount`, kept in `ROOT/mounts/<id>/mount.json`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MountRecord {
+    image: String,
+    target: PathBuf,
+}
+
+pub fn run_layer_command(command: LayerCommand, globals: &GlobalArgs) -> Result<()> {
+    let store = globals.store()?;
+    match command {
+        LayerCommand::Mount { image, dir } => {
+            let image = image_or_pull(globals, &store, &image)?;
+            let target = dir.canonicalize().context("mounting on", &dir)?;
+            let id = random_id();
+            let mount_dir = globals.root.join("mounts").join(&id);
+            let rootfs = Rootfs::prepare(&globals.root, &store, &image, &mount_dir, &target)?;
+            let record = MountRecord {
+                image: image.name.clone(),
+                target: target.clone(),
+            };
+            write_atomically(
+                &mount_dir.join("mount.json"),
+                &serde_json::to_vec(&record).expect("serializes"),
+            )?;
+            if let Err(e) = rootfs.mount() {
+                let _ = fs::remove_dir_all(&mount_dir);
+                return Err(e);
+            }
+            println!("mounted {} at {}", image.name, target.display());
+            println!(
+                "  {} read-only layers, shared, under {}",
+                rootfs.layers.len(),
+                globals.root.join("layers").display()
+            );
+            println!("  your writes go to {}", rootfs.upper().display());
+            Ok(())
+        }
+        LayerCommand::Umount { dir } => {
+            let (mount_dir, record) = find_mount(&globals.root, &dir)?;
+            let image = store.get(&record.image)?;
+            let rootfs =
+                Rootfs::prepare(&globals.root, &store, &image, &mount_dir, &record.target)?;
+            rootfs.remove()?;
+            fs::remove_dir_all(&mount_dir).context("removing", &mount_dir)?;
+            println!("unmounted {}", record.target.display());
+            Ok(())
+        }
+        LayerCommand::Diff { dir, output } => {
+            let (mount_dir, _) = find_mount(&globals.root, &dir)?;
+            let partial = ch01_images::durable::temp_path_beside(&output);
+            let file = fs::File::create(&partial).context("creating", &partial)?;
+            let result = write_layer(&mount_dir.join("upper"), file)
+                .and_then(|_| fs::rename(&partial, &output).context("writing", &output));
+            if result.is_err() {
+                let _ = fs::remove_file(&partial);
+            }
+            result
+        }
+        LayerCommand::Unpack { image, dir } => {
+            let image = image_or_pull(globals, &store, &image)?;
+            flat_unpack(&store, &image, &dir)
+        }
+        LayerCommand::Layers { image } => {
+            let image = store.get(&image)?;
+            print!("{}", layers_table(&store, &image)?);
+            Ok(())
+        }
+        LayerCommand::History { image, no_trunc } => {
+            let image = store.get(&image)?;
+            print!("{}", history_table(&image, no_trunc));
+            Ok(())
+        }
+    }
+}
+
+/// The image, pulled first if it is not in the store (as `run` will do).
+fn image_or_pull(globals: &GlobalArgs, store: &Store, name: &str) -> Result<Image> {
+    if let Some(image) = store.find(name)? {
+        return Ok(image);
+    }
+    let reference = Reference::parse(name)?;
+    pull(
+        store,
+        &reference,
+        &globals.registry_options(),
+        &PullOptions::default(),
+    )
+}
+
+// ANCHOR: flat_unpack
+/// Applies the layers in order into one plain directory (no overlay).
+pub fn flat_unpack(store: &Store, image: &Image, dir: &Path) -> Result<()> {
+    if dir.exists() && fs::read_dir(dir).context("reading", dir)?.next().is_some() {
+        return Err(Error::new(format!(
+            "{} is not empty — unpack into a new or empty directory",
+            dir.display()
+        )));
+    }
+    fs::create_dir_all(dir).context("creating", dir)?;
+    for layer in &image.manifest.layers {
+        apply_layer(open_layer(store, layer)?, dir, Mode::Flat)?;
+    }
+    Ok(())
+}
+// ANCHOR_END: flat_unpack
+
+fn find_mount(root: &Path, dir: &Path) -> Result<(PathBuf, MountRecord)> {
+    let target = dir.canonicalize().context("looking up", dir)?;
+    let mounts = root.join("mounts");
+    for entry in fs::read_dir(&mounts).into_iter().flatten().flatten() {
+        let Ok(bytes) = fs::read(entry.path().join("mount.json")) else {
+            continue;
+        };
+        let Ok(record) = serde_json::from_slice::<MountRecord>(&bytes) else {
+            continue;
+        };
+        if record.target == target {
+            return Ok((entry.path(), record));
+        }
+    }
+    Err(Error::new(format!(
+        "{} was not mounted by `mount` (see ROOT/mounts)",
+        dir.display()
+    )))
+}
+
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    let _ = fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ANCHOR: layers_table
+/// `layers`: per layer, its digest, size, what it changes, and the step
+/// of the image's history that made it.
+pub fn layers_table(store: &Store, image: &Image) -> Result<String> {
+    let changes = layer_changes(store, image)?;
+    let steps: Vec<String> = image
+        .config
+        .history
+        .iter()
+        .filter(|h| !h.empty_layer)
+        .map(|h| h.created_by.clone().unwrap_or_default())
+        .collect();
+    let rows: Vec<Vec<String>> = image
+        .manifest
+        .layers
+        .iter()
+        .zip(&changes)
+        .enumerate()
+        .map(|(i, (layer, c))| {
+            vec![
+                layer.digest.short().to_string(),
+                human_size(layer.size),
+                c.added.to_string(),
+                c.changed.to_string(),
+                c.deleted.to_string(),
+                steps.get(i).cloned().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    Ok(render(
+        &["LAYER", "SIZE", "ADDED", "CHANGED", "DELETED", "CREATED BY"],
+        &rows,
+    ))
+}
+// ANCHOR_END: layers_table
+
+/// `history`: docker's view, newest step first.
+pub fn history_table(image: &Image, no_trunc: bool) -> String {
+    let mut layer_sizes = image.manifest.layers.iter().map(|l| l.size);
+    let mut rows: Vec<Vec<String>> = image
+        .config
+        .history
+        .iter()
+        .map(|h| {
+            let size = if h.empty_layer {
+                0
+            } else {
+                layer_sizes.next().unwrap_or(0)
+            };
+            let mut created_by = h.created_by.clone().unwrap_or_default();
+            if !no_trunc && created_by.chars().count() > 45 {
+                created_by = format!("{}…", created_by.chars().take(44).collect::<String>());
+            }
+            vec![
+                "<missing>".to_string(),
+                human_age(h.created.as_deref()),
+                created_by,
+                human_size(size),
+                h.comment.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    rows.reverse();
+    if let Some(first) = rows.first_mut() {
+        first[0] = image.id().short().to_string();
+    }
+    render(
+        &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+        &rows,
+    )
+}

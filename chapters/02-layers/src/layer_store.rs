@@ -1,0 +1,156 @@
+//! The layer store: each layer unpacked **once**, shared by everything.
+//!
+//! `ROOT/layers/<diff id hex>/` holds one layer's files, ready to be an
+//! overlayfs lower directory. Every image that has this layer, and every
+//! container made from those images, uses this same directory, read-only.
+//! Ten containers of one image cost one copy of its files, not ten: this is
+//! what "layers are shared" means on disk.
+//!
+//! A layer is named by its **diff ID**, the sha256 of its *uncompressed*
+//! tar (listed in the image config), not by its blob digest (which depends
+//! on how it was compressed). We check the diff ID while unpacking: the
+//! directory is built under a temporary name and renamed into place only
+//! when the whole stream hashed to the expected diff ID. A damaged layer
+//! leaves nothing behind; a later unpack starts clean.
+
+use crate::unpack::{apply_layer, Mode};
+use ch01_images::archive::open_layer;
+use ch01_images::digest::{Digest, DigestWriter};
+use ch01_images::durable;
+use ch01_images::error::{Error, IoContext, Result};
+use ch01_images::explain;
+use ch01_images::manifest::Descriptor;
+use ch01_images::store::{Image, Store};
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// `ROOT/layers/`: unpacked layers, shared.
+pub struct LayerStore {
+    dir: PathBuf,
+}
+
+/// Hashes a stream while it is read: the diff ID check.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: DigestWriter<std::io::Sink>,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: DigestWriter::new(std::io::sink()),
+        }
+    }
+
+    pub fn digest(self) -> Digest {
+        self.hasher.finish().0
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+impl LayerStore {
+    pub fn open(root: &Path) -> Result<LayerStore> {
+        let dir = root.join("layers");
+        fs::create_dir_all(dir.join("l")).context("creating", &dir)?;
+        Ok(LayerStore { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the layer with this diff ID lives once unpacked.
+    pub fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
+        self.dir.join(diff_id.hex())
+    }
+
+    /// A short name for the layer, `l/<12 hex>` relative to the store: the
+    /// overlay mount options must fit in one page (4096 bytes), and short
+    /// names let an image of hundreds of layers mount.
+    pub fn short_name(&self, diff_id: &Digest) -> String {
+        format!("l/{}", diff_id.short())
+    }
+
+    // ANCHOR: ensure_image
+    /// Makes sure every layer of `image` is unpacked; returns their
+    /// directories from the bottom layer to the top one.
+    pub fn ensure_image(&self, store: &Store, image: &Image) -> Result<Vec<PathBuf>> {
+        let diff_ids = &image.config.rootfs.diff_ids;
+        if diff_ids.len() != image.manifest.layers.len() {
+            return Err(Error::new(format!(
+                "image {} is inconsistent: {} layers in the manifest, {} diff IDs in the config",
+                image.name,
+                image.manifest.layers.len(),
+                diff_ids.len()
+            )));
+        }
+        let _lock = durable::lock(&self.dir.join("unpack.lock"))?;
+        let mut dirs = Vec::new();
+        for (layer, diff_id) in image.manifest.layers.iter().zip(diff_ids) {
+            let dir = self.layer_dir(diff_id);
+            if !dir.is_dir() {
+                self.unpack_layer(store, layer, diff_id)?;
+            }
+            dirs.push(dir);
+        }
+        Ok(dirs)
+    }
+    // ANCHOR_END: ensure_image
+
+    // ANCHOR: unpack_layer
+    /// Unpacks one layer into `layers/<hex>`, verifying its diff ID.
+    pub fn unpack_layer(
+        &self,
+        store: &Store,
+        layer: &Descriptor,
+        diff_id: &Digest,
+    ) -> Result<PathBuf> {
+        let dir = self.layer_dir(diff_id);
+        let tmp = self
+            .dir
+            .join(format!(".tmp-{}-{}", diff_id.short(), std::process::id()));
+        crate::unpack::remove_any(&tmp)?;
+        fs::create_dir(&tmp).context("creating", &tmp)?;
+        explain::step(
+            &format!("unpack layer {} into its own directory (once; every image and container shares it)", layer.digest),
+            Some(&format!("mkdir {d} && tar -xzf {} -C {d}", store.blob_path(&layer.digest).display(), d = dir.display())),
+        );
+        let result = (|| {
+            let mut reader = HashingReader::new(open_layer(store, layer)?);
+            apply_layer(&mut reader, &tmp, Mode::Overlay)?;
+            let got = reader.digest();
+            if &got != diff_id {
+                return Err(Error::new(format!(
+                    "layer {} does not match its diff ID: expected {diff_id}, got {got} — nothing kept; pull the image again",
+                    layer.digest
+                )));
+            }
+            fs::rename(&tmp, &dir).context("renaming into place", &dir)?;
+            let link = self.dir.join(self.short_name(diff_id));
+            let _ = fs::remove_file(&link);
+            std::os::unix::fs::symlink(format!("../{}", diff_id.hex()), &link)
+                .context("creating", &link)?;
+            Ok(dir.clone())
+        })();
+        if result.is_err() {
+            let _ = crate::unpack::remove_any(&tmp);
+        }
+        result
+    }
+    // ANCHOR_END: unpack_layer
+
+    /// Removes a layer directory (and its short link).
+    pub fn remove_layer(&self, diff_id: &Digest) -> Result<()> {
+        let _ = fs::remove_file(self.dir.join(self.short_name(diff_id)));
+        crate::unpack::remove_any(&self.layer_dir(diff_id))
+    }
+}

@@ -1,0 +1,24 @@
+//! # Chapter 02: layers
+//!
+//! An image is a stack of layers; a container sees one tree. This crate
+//! shows how the one becomes the other, and why ten containers of an image
+//! cost one copy of its files. Read the modules in this order:
+//!
+//! 1. [`whiteout`]: how a layer says "deleted", in OCI and in overlayfs;
+//! 2. [`contain`]: keeping every write of a hostile tar inside its directory;
+//! 3. [`unpack`]: applying one layer, for overlayfs or flat;
+//! 4. [`layer_store`]: each layer unpacked once, verified, shared;
+//! 5. [`overlay`] and [`rootfs`]: the overlay mount, and the `Rootfs`
+//!    extension point chapters 3 and 5 use;
+//! 6. [`diff`]: an upper directory turned back into a layer;
+//! 7. [`changes`]: what each layer adds, changes and deletes.
+
+pub mod changes;
+pub mod cli;
+pub mod contain;
+pub mod diff;
+pub mod layer_store;
+pub mod overlay;
+pub mod rootfs;
+pub mod unpack;
+pub mod whiteout;

@@ -1,0 +1,99 @@
+//! `Rootfs`: the extension point later chapters build on.
+//!
+//! A container's root filesystem is an overlay of its image's layers (shared,
+//! read-only) under a writable layer of its own. Chapter 3 prepares one per
+//! container; chapter 5 prepares one per `RUN` step of a build and turns its
+//! upper directory into a new layer with [`crate::diff`]. The life of one:
+//!
+//! ```text
+//! prepare  unpack the image's layers once (shared), make upper/ and work/
+//! mount    mount -t overlay … at the target
+//! unmount  umount the target
+//! remove   unmount if needed, delete upper/ and work/ (the layers stay)
+//! ```
+
+use crate::layer_store::LayerStore;
+use crate::overlay::{self, OverlayMount};
+use ch01_images::error::{IoContext, Result};
+use ch01_images::store::{Image, Store};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+// ANCHOR: rootfs
+/// The root filesystem of one container (or one build step).
+#[derive(Clone, Debug)]
+pub struct Rootfs {
+    /// The container's own directory, holding `upper/` and `work/`.
+    pub dir: PathBuf,
+    /// Where the merged tree appears.
+    pub target: PathBuf,
+    /// The image's layer directories, bottom first (shared, read-only).
+    pub layers: Vec<PathBuf>,
+    overlay: OverlayMount,
+}
+
+impl Rootfs {
+    /// Unpacks what is missing and creates the writable layer in `dir`.
+    pub fn prepare(
+        root: &Path,
+        store: &Store,
+        image: &Image,
+        dir: &Path,
+        target: &Path,
+    ) -> Result<Rootfs> {
+        let layer_store = LayerStore::open(root)?;
+        let layers = layer_store.ensure_image(store, image)?;
+        let upper = dir.join("upper");
+        let work = dir.join("work");
+        for d in [&upper, &work, &target.to_path_buf()] {
+            fs::create_dir_all(d).context("creating", d)?;
+        }
+        // The top layer comes first in lowerdir.
+        let lowers = image
+            .config
+            .rootfs
+            .diff_ids
+            .iter()
+            .rev()
+            .map(|d| layer_store.short_name(d))
+            .collect();
+        let overlay = OverlayMount {
+            base: layer_store.dir().to_path_buf(),
+            lowers,
+            upper,
+            work,
+            target: target.to_path_buf(),
+        };
+        Ok(Rootfs {
+            dir: dir.to_path_buf(),
+            target: target.to_path_buf(),
+            layers,
+            overlay,
+        })
+    }
+
+    pub fn upper(&self) -> &Path {
+        &self.overlay.upper
+    }
+
+    pub fn mount(&self) -> Result<()> {
+        self.overlay.mount()
+    }
+
+    pub fn unmount(&self) -> Result<()> {
+        overlay::unmount(&self.target)
+    }
+
+    /// Unmounts (if mounted) and deletes the writable layer. The shared
+    /// layers stay for other containers and images.
+    pub fn remove(self) -> Result<()> {
+        if overlay::is_mounted(&self.target) {
+            self.unmount()?;
+        }
+        for d in [&self.overlay.upper, &self.overlay.work] {
+            crate::unpack::remove_any(d)?;
+        }
+        Ok(())
+    }
+}
+// ANCHOR_END: rootfs
