@@ -5,10 +5,12 @@
 
 use crate::changes::layer_changes;
 use crate::diff::write_layer;
+use crate::layer_store::LayerStore;
 use crate::rootfs::Rootfs;
 use crate::unpack::{apply_layer, Mode};
 use ch01_images::archive::open_layer;
 use ch01_images::cli::GlobalArgs;
+use ch01_images::digest::Digest;
 use ch01_images::durable::write_atomically;
 use ch01_images::error::{Error, IoContext, Result};
 use ch01_images::pull::{pull, PullOptions};
@@ -74,6 +76,9 @@ pub fn command_name(command: &LayerCommand) -> &'static str {
 struct MountRecord {
     image: String,
     target: PathBuf,
+    /// The layers it uses, so they are kept while it is mounted.
+    #[serde(default)]
+    layers: Vec<Digest>,
 }
 
 pub fn run_layer_command(command: LayerCommand, globals: &GlobalArgs) -> Result<()> {
@@ -88,6 +93,7 @@ pub fn run_layer_command(command: LayerCommand, globals: &GlobalArgs) -> Result<
             let record = MountRecord {
                 image: image.name.clone(),
                 target: target.clone(),
+                layers: image.config.rootfs.diff_ids.clone(),
             };
             write_atomically(
                 &mount_dir.join("mount.json"),
@@ -174,6 +180,50 @@ pub fn flat_unpack(store: &Store, image: &Image, dir: &Path) -> Result<()> {
     Ok(())
 }
 // ANCHOR_END: flat_unpack
+
+// ANCHOR: prune_layers
+/// Deletes the unpacked layers that no image and no mount uses any more
+/// (after `rmi`): the layer store follows the image store.
+pub fn prune_layers(root: &Path, store: &Store) -> Result<Vec<Digest>> {
+    let layer_store = LayerStore::open(root)?;
+    let _lock = layer_store.lock()?;
+    let mut used: std::collections::BTreeSet<Digest> = store
+        .images()?
+        .into_iter()
+        .flat_map(|i| i.config.rootfs.diff_ids)
+        .collect();
+    for entry in fs::read_dir(root.join("mounts"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(record) = fs::read(entry.path().join("mount.json")) {
+            if let Ok(record) = serde_json::from_slice::<MountRecord>(&record) {
+                used.extend(record.layers);
+            }
+        }
+    }
+    let mut removed = Vec::new();
+    for entry in fs::read_dir(layer_store.dir())
+        .context("reading", layer_store.dir())?
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(diff_id) = Digest::parse(&format!("sha256:{name}")) else {
+            continue;
+        };
+        if !used.contains(&diff_id) {
+            ch01_images::explain::step(
+                &format!("no image uses layer {diff_id} any more"),
+                Some(&format!("rm -rf {}", entry.path().display())),
+            );
+            layer_store.remove_layer(&diff_id)?;
+            removed.push(diff_id);
+        }
+    }
+    Ok(removed)
+}
+// ANCHOR_END: prune_layers
 
 fn find_mount(root: &Path, dir: &Path) -> Result<(PathBuf, MountRecord)> {
     let target = dir.canonicalize().context("looking up", dir)?;

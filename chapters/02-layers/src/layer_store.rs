@@ -93,7 +93,7 @@ impl LayerStore {
                 diff_ids.len()
             )));
         }
-        let _lock = durable::lock(&self.dir.join("unpack.lock"))?;
+        let _lock = self.lock()?;
         let mut dirs = Vec::new();
         for (layer, diff_id) in image.manifest.layers.iter().zip(diff_ids) {
             let dir = self.layer_dir(diff_id);
@@ -147,6 +147,11 @@ impl LayerStore {
         result
     }
     // ANCHOR_END: unpack_layer
+
+    /// Serializes unpacking and pruning between engine processes.
+    pub fn lock(&self) -> Result<durable::Lock> {
+        durable::lock(&self.dir.join("unpack.lock"))
+    }
 
     /// Removes a layer directory (and its short link).
     pub fn remove_layer(&self, diff_id: &Digest) -> Result<()> {

@@ -36,7 +36,15 @@ fn main() {
     match args.command {
         Command::Images(command) => {
             let name = images_cli::command_name(&command);
-            images_cli::exit_with(name, images_cli::run_image_command(command, &args.globals))
+            let removes = matches!(command, ImageCommand::Rmi { .. });
+            let mut result = images_cli::run_image_command(command, &args.globals);
+            if removes && result.is_ok() {
+                // Removing an image also removes its unpacked layers, unless shared.
+                result = args.globals.store().and_then(|store| {
+                    layers_cli::prune_layers(&args.globals.root, &store).map(|_| ())
+                });
+            }
+            images_cli::exit_with(name, result)
         }
         Command::Layers(command) => {
             let name = layers_cli::command_name(&command);

@@ -137,6 +137,5 @@ fn on_overlayfs(path: &Path) -> bool {
     } else {
         path.parent().unwrap_or(path)
     };
-    nix::sys::statfs::statfs(probe)
-        .is_ok_and(|s| s.filesystem_type().0 == OVERLAYFS_SUPER_MAGIC)
+    nix::sys::statfs::statfs(probe).is_ok_and(|s| s.filesystem_type().0 == OVERLAYFS_SUPER_MAGIC)
 }
