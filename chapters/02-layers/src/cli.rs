@@ -175,6 +175,18 @@ pub fn flat_unpack(store: &Store, image: &Image, dir: &Path) -> Result<()> {
     }
     fs::create_dir_all(dir).context("creating", dir)?;
     for layer in &image.manifest.layers {
+        ch01_images::explain::step(
+            &format!(
+                "apply layer {} onto {} (its whiteouts delete, its opaque dirs empty)",
+                layer.digest,
+                dir.display()
+            ),
+            Some(&format!(
+                "tar -xzf {} -C {}",
+                store.blob_path(&layer.digest).display(),
+                dir.display()
+            )),
+        );
         apply_layer(open_layer(store, layer)?, dir, Mode::Flat)?;
     }
     Ok(())
