@@ -79,16 +79,7 @@ pub fn apply_layer(tar_stream: impl Read, root: &Path, mode: Mode) -> Result<App
                 fs::create_dir_all(&parent).map_err(|e| io_err("creating", &parent, e))?;
                 match mode {
                     Mode::Overlay => set_xattr(&parent, OVERLAY_OPAQUE_XATTR, b"y")?,
-                    Mode::Flat => {
-                        for child in fs::read_dir(&parent)
-                            .map_err(|e| io_err("reading", &parent, e))?
-                            .flatten()
-                        {
-                            if !written.contains(&child.path()) {
-                                remove_any(&child.path())?;
-                            }
-                        }
-                    }
+                    Mode::Flat => remove_lower_entries(&parent, &written)?,
                 }
                 explain::step(
                     &format!(
@@ -239,6 +230,23 @@ fn write_entry<R: Read>(
     Ok(())
 }
 // ANCHOR_END: write_entry
+
+/// Empties `dir` of what the lower layers put there, keeping what this layer
+/// already wrote (the opaque marker may come after the layer's own entries).
+fn remove_lower_entries(dir: &Path, written: &HashSet<PathBuf>) -> Result<()> {
+    for child in fs::read_dir(dir)
+        .map_err(|e| io_err("reading", dir, e))?
+        .flatten()
+    {
+        let path = child.path();
+        if !written.contains(&path) {
+            remove_any(&path)?;
+        } else if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            remove_lower_entries(&path, written)?;
+        }
+    }
+    Ok(())
+}
 
 /// An overlayfs whiteout: a character device with device number 0:0.
 fn make_overlay_whiteout(path: &Path) -> Result<()> {
