@@ -4,6 +4,7 @@
 //! fails, since guards drop while a panic unwinds).
 
 pub mod faulty;
+pub mod layers;
 pub mod registry;
 pub mod transcript;
 

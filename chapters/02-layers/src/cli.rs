@@ -5,7 +5,7 @@
 
 use crate::changes::layer_changes;
 use crate::diff::write_layer;
-use crate::layer_store::LayerStore;
+use crate::layer_store::{HashingReader, LayerStore};
 use crate::rootfs::Rootfs;
 use crate::unpack::{apply_layer, Mode};
 use ch01_images::archive::open_layer;
@@ -173,8 +173,17 @@ pub fn flat_unpack(store: &Store, image: &Image, dir: &Path) -> Result<()> {
             dir.display()
         )));
     }
+    let diff_ids = &image.config.rootfs.diff_ids;
+    if diff_ids.len() != image.manifest.layers.len() {
+        return Err(Error::new(format!(
+            "image {} is inconsistent: {} layers in the manifest, {} diff IDs in the config",
+            image.name,
+            image.manifest.layers.len(),
+            diff_ids.len()
+        )));
+    }
     fs::create_dir_all(dir).context("creating", dir)?;
-    for layer in &image.manifest.layers {
+    for (layer, diff_id) in image.manifest.layers.iter().zip(diff_ids) {
         ch01_images::explain::step(
             &format!(
                 "apply layer {} onto {} (its whiteouts delete, its opaque dirs empty)",
@@ -187,7 +196,18 @@ pub fn flat_unpack(store: &Store, image: &Image, dir: &Path) -> Result<()> {
                 dir.display()
             )),
         );
-        apply_layer(open_layer(store, layer)?, dir, Mode::Flat)?;
+        // The diff ID check, as for the shared layers: an uncompressed
+        // layer has no gzip checksum to catch a flipped byte.
+        let mut reader = HashingReader::new(open_layer(store, layer)?);
+        apply_layer(&mut reader, dir, Mode::Flat)?;
+        let got = reader.digest();
+        if &got != diff_id {
+            return Err(Error::new(format!(
+                "layer {} does not match its diff ID {diff_id} (got {got}): {} is incomplete — pull the image again",
+                layer.digest,
+                dir.display()
+            )));
+        }
     }
     Ok(())
 }

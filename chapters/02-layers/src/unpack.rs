@@ -64,13 +64,27 @@ pub fn apply_layer(tar_stream: impl Read, root: &Path, mode: Mode) -> Result<App
             Marker::Whiteout(victim) => {
                 applied.whiteouts += 1;
                 let victim_path = parent.join(victim);
+                // A whiteout hides the layers below, never this layer's own
+                // entries: what this layer wrote at or under the name stays.
+                let own_file = written.contains(&victim_path)
+                    && !victim_path.symlink_metadata().is_ok_and(|m| m.is_dir());
+                let own_entries_inside = written
+                    .iter()
+                    .any(|w| w.starts_with(&victim_path) && *w != victim_path);
                 match mode {
+                    _ if own_file => {}
+                    // The directory stays for this layer's entries, hiding the lower ones.
+                    Mode::Overlay if own_entries_inside => {
+                        set_xattr(&victim_path, OVERLAY_OPAQUE_XATTR, b"y")?
+                    }
+                    Mode::Flat if own_entries_inside => {
+                        remove_lower_entries(&victim_path, &written)?
+                    }
                     Mode::Overlay => {
                         fs::create_dir_all(&parent).map_err(|e| io_err("creating", &parent, e))?;
                         make_overlay_whiteout(&victim_path)?
                     }
-                    Mode::Flat if !written.contains(&victim_path) => remove_any(&victim_path)?,
-                    Mode::Flat => {}
+                    Mode::Flat => remove_any(&victim_path)?,
                 }
                 continue;
             }
@@ -239,7 +253,9 @@ fn remove_lower_entries(dir: &Path, written: &HashSet<PathBuf>) -> Result<()> {
         .flatten()
     {
         let path = child.path();
-        if !written.contains(&path) {
+        // Kept: what this layer wrote, and the directories it wrote into
+        // (even those it made implicitly, with no entry of their own).
+        if !written.iter().any(|w| w.starts_with(&path)) {
             remove_any(&path)?;
         } else if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
             remove_lower_entries(&path, written)?;
