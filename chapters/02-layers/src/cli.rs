@@ -5,7 +5,7 @@
 
 use crate::changes::layer_changes;
 use crate::diff::write_layer;
-use crate::layer_store::{HashingReader, LayerStore};
+use crate::layer_store::{layers_with_diff_ids, HashingReader, LayerStore};
 use crate::rootfs::Rootfs;
 use crate::unpack::{apply_layer, Mode};
 use ch01_images::archive::open_layer;
@@ -173,17 +173,8 @@ pub fn flat_unpack(store: &Store, image: &Image, dir: &Path) -> Result<()> {
             dir.display()
         )));
     }
-    let diff_ids = &image.config.rootfs.diff_ids;
-    if diff_ids.len() != image.manifest.layers.len() {
-        return Err(Error::new(format!(
-            "image {} is inconsistent: {} layers in the manifest, {} diff IDs in the config",
-            image.name,
-            image.manifest.layers.len(),
-            diff_ids.len()
-        )));
-    }
     fs::create_dir_all(dir).context("creating", dir)?;
-    for (layer, diff_id) in image.manifest.layers.iter().zip(diff_ids) {
+    for (layer, diff_id) in layers_with_diff_ids(image)? {
         ch01_images::explain::step(
             &format!(
                 "apply layer {} onto {} (its whiteouts delete, its opaque dirs empty)",

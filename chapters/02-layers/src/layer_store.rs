@@ -57,6 +57,21 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Each layer blob of an image with the diff ID its config gives it; an
+/// image whose manifest and config disagree on the count is refused.
+pub fn layers_with_diff_ids(image: &Image) -> Result<Vec<(&Descriptor, &Digest)>> {
+    let diff_ids = &image.config.rootfs.diff_ids;
+    if diff_ids.len() != image.manifest.layers.len() {
+        return Err(Error::new(format!(
+            "image {} is inconsistent: {} layers in the manifest, {} diff IDs in the config",
+            image.name,
+            image.manifest.layers.len(),
+            diff_ids.len()
+        )));
+    }
+    Ok(image.manifest.layers.iter().zip(diff_ids).collect())
+}
+
 impl LayerStore {
     pub fn open(root: &Path) -> Result<LayerStore> {
         let dir = root.join("layers");
@@ -84,18 +99,10 @@ impl LayerStore {
     /// Makes sure every layer of `image` is unpacked; returns their
     /// directories from the bottom layer to the top one.
     pub fn ensure_image(&self, store: &Store, image: &Image) -> Result<Vec<PathBuf>> {
-        let diff_ids = &image.config.rootfs.diff_ids;
-        if diff_ids.len() != image.manifest.layers.len() {
-            return Err(Error::new(format!(
-                "image {} is inconsistent: {} layers in the manifest, {} diff IDs in the config",
-                image.name,
-                image.manifest.layers.len(),
-                diff_ids.len()
-            )));
-        }
+        let layers = layers_with_diff_ids(image)?;
         let _lock = self.lock()?;
         let mut dirs = Vec::new();
-        for (layer, diff_id) in image.manifest.layers.iter().zip(diff_ids) {
+        for (layer, diff_id) in layers {
             let dir = self.layer_dir(diff_id);
             if !dir.is_dir() {
                 self.unpack_layer(store, layer, diff_id)?;
