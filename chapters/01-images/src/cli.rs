@@ -42,6 +42,12 @@ pub struct GlobalArgs {
 impl GlobalArgs {
     /// Applies the flags that change the whole process (`--explain`).
     pub fn apply(&self) {
+        // Die quietly when the reader of our output goes away (`| head`),
+        // as other command-line tools do, instead of failing to print.
+        // SAFETY: setting a signal disposition to its default is always sound.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
         let from_env = std::env::var("CRABBOX_EXPLAIN").is_ok_and(|v| !v.is_empty() && v != "0");
         if self.explain || from_env {
             explain::enable();

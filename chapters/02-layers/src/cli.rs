@@ -113,13 +113,15 @@ pub fn run_layer_command(command: LayerCommand, globals: &GlobalArgs) -> Result<
             Ok(())
         }
         LayerCommand::Umount { dir } => {
+            // The record alone is enough: the image may be gone already.
             let (mount_dir, record) = find_mount(&globals.root, &dir)?;
-            let image = store.get(&record.image)?;
-            let rootfs =
-                Rootfs::prepare(&globals.root, &store, &image, &mount_dir, &record.target)?;
-            rootfs.remove()?;
+            if crate::overlay::is_mounted(&record.target) {
+                crate::overlay::unmount(&record.target)?;
+            }
             fs::remove_dir_all(&mount_dir).context("removing", &mount_dir)?;
             println!("unmounted {}", record.target.display());
+            // Layers kept only for this mount (its image was removed) can go now.
+            prune_layers(&globals.root, &store)?;
             Ok(())
         }
         LayerCommand::Diff { dir, output } => {

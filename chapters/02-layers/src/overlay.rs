@@ -12,9 +12,11 @@
 //! * **MERGED**: where the combined tree appears.
 //!
 //! The options are passed to the kernel as one string that must fit in one
-//! page (4096 bytes). With 64-hex layer directories that allows about 60
-//! layers, so we mount from inside the layer store (`chdir`) and name each
-//! layer by its short link `l/<12 hex>`: room for hundreds.
+//! page (4096 bytes). Full paths such as
+//! `/var/lib/crabbox/layers/<64 hex>` are about 90 bytes each: fewer than 45
+//! layers would fit. So we mount from inside the layer store (`chdir`) and
+//! name each layer by its short link `l/<12 hex>` (15 bytes): room for
+//! about 250.
 
 use ch01_images::error::{Error, Result};
 use ch01_images::explain;

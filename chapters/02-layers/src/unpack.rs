@@ -46,8 +46,8 @@ pub struct Applied {
 pub fn apply_layer(tar_stream: impl Read, root: &Path, mode: Mode) -> Result<Applied> {
     let mut archive = tar::Archive::new(tar_stream);
     let mut applied = Applied::default();
-    // Paths this layer wrote: its own whiteouts never hide them.
-    let mut written: HashSet<PathBuf> = HashSet::new();
+    // What this layer wrote: its own whiteouts never hide it.
+    let mut written = Written::default();
     // Directory times are set last: adding a child changes them.
     let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
     let entries = archive.entries().map_err(|e| bad_tar(&e))?;
@@ -66,11 +66,9 @@ pub fn apply_layer(tar_stream: impl Read, root: &Path, mode: Mode) -> Result<App
                 let victim_path = parent.join(victim);
                 // A whiteout hides the layers below, never this layer's own
                 // entries: what this layer wrote at or under the name stays.
-                let own_file = written.contains(&victim_path)
+                let own_file = written.wrote(&victim_path)
                     && !victim_path.symlink_metadata().is_ok_and(|m| m.is_dir());
-                let own_entries_inside = written
-                    .iter()
-                    .any(|w| w.starts_with(&victim_path) && *w != victim_path);
+                let own_entries_inside = written.wrote_inside(&victim_path);
                 match mode {
                     _ if own_file => {}
                     // The directory stays for this layer's entries, hiding the lower ones.
@@ -215,7 +213,7 @@ fn write_entry<R: Read>(
         }
     }
     // Owner first: chown clears setuid/setgid, so the mode comes after.
-    if nix::unistd::geteuid().is_root() {
+    if running_as_root() {
         let uid = header.uid().map_err(|e| bad_tar(&e))? as u32;
         let gid = header.gid().map_err(|e| bad_tar(&e))? as u32;
         std::os::unix::fs::lchown(path, Some(uid), Some(gid))
@@ -245,9 +243,38 @@ fn write_entry<R: Read>(
 }
 // ANCHOR_END: write_entry
 
+/// What a layer wrote so far: its entries, and every directory holding one
+/// of them (made by an entry or implicitly), for constant-time questions.
+#[derive(Default)]
+struct Written {
+    paths: HashSet<PathBuf>,
+    holders: HashSet<PathBuf>,
+}
+
+impl Written {
+    fn insert(&mut self, path: PathBuf) {
+        for ancestor in path.ancestors().skip(1) {
+            if !self.holders.insert(ancestor.to_path_buf()) {
+                break; // its ancestors are recorded already
+            }
+        }
+        self.paths.insert(path);
+    }
+
+    /// Did this layer write an entry at exactly this path?
+    fn wrote(&self, path: &Path) -> bool {
+        self.paths.contains(path)
+    }
+
+    /// Did this layer write anything below this directory?
+    fn wrote_inside(&self, dir: &Path) -> bool {
+        self.holders.contains(dir)
+    }
+}
+
 /// Empties `dir` of what the lower layers put there, keeping what this layer
 /// already wrote (the opaque marker may come after the layer's own entries).
-fn remove_lower_entries(dir: &Path, written: &HashSet<PathBuf>) -> Result<()> {
+fn remove_lower_entries(dir: &Path, written: &Written) -> Result<()> {
     for child in fs::read_dir(dir)
         .map_err(|e| io_err("reading", dir, e))?
         .flatten()
@@ -255,13 +282,19 @@ fn remove_lower_entries(dir: &Path, written: &HashSet<PathBuf>) -> Result<()> {
         let path = child.path();
         // Kept: what this layer wrote, and the directories it wrote into
         // (even those it made implicitly, with no entry of their own).
-        if !written.iter().any(|w| w.starts_with(&path)) {
+        if !written.wrote(&path) && !written.wrote_inside(&path) {
             remove_any(&path)?;
         } else if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
             remove_lower_entries(&path, written)?;
         }
     }
     Ok(())
+}
+
+/// Owners can only be given by root; asked once per process.
+fn running_as_root() -> bool {
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| nix::unistd::geteuid().is_root())
 }
 
 /// An overlayfs whiteout: a character device with device number 0:0.
