@@ -9,7 +9,7 @@ use crate::layer_store::{layers_with_diff_ids, HashingReader, LayerStore};
 use crate::rootfs::Rootfs;
 use crate::unpack::{apply_layer, Mode};
 use ch01_images::archive::open_layer;
-use ch01_images::cli::GlobalArgs;
+use ch01_images::cli::{GlobalArgs, ImageCommand};
 use ch01_images::digest::Digest;
 use ch01_images::durable::write_atomically;
 use ch01_images::error::{Error, IoContext, Result};
@@ -58,6 +58,44 @@ Examples:
   echo hi > /tmp/m/new.txt && ch02-layers diff /tmp/m -o change.tar
   ch02-layers umount /tmp/m
   ch02-layers unpack localhost:5000/layered /tmp/flat   # the layers applied in order, no overlay";
+
+// ANCHOR: every_command
+/// Every command up to this chapter: chapter 01's, then this chapter's.
+/// Chapter 3 flattens this enum into its own, and so on down the chain.
+#[derive(Subcommand, Clone, Debug)]
+pub enum Command {
+    #[command(flatten)]
+    Images(ImageCommand),
+    #[command(flatten)]
+    Layers(LayerCommand),
+}
+
+impl Command {
+    /// The command's name, for error messages (`mount: …`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Images(command) => ch01_images::cli::command_name(command),
+            Command::Layers(command) => command_name(command),
+        }
+    }
+}
+
+/// Runs any command of chapters 01 and 02.
+pub fn run_command(command: Command, globals: &GlobalArgs) -> Result<()> {
+    match command {
+        Command::Images(command) => {
+            let removes = matches!(command, ImageCommand::Rmi { .. });
+            ch01_images::cli::run_image_command(command, globals)?;
+            if removes {
+                // Removing an image also removes its unpacked layers, unless shared.
+                prune_layers(&globals.root, &globals.store()?)?;
+            }
+            Ok(())
+        }
+        Command::Layers(command) => run_layer_command(command, globals),
+    }
+}
+// ANCHOR_END: every_command
 
 /// The name of a command, for error messages.
 pub fn command_name(command: &LayerCommand) -> &'static str {
