@@ -114,9 +114,6 @@ pub fn command_name(command: &LayerCommand) -> &'static str {
 struct MountRecord {
     image: String,
     target: PathBuf,
-    /// The layers it uses, so they are kept while it is mounted.
-    #[serde(default)]
-    layers: Vec<Digest>,
 }
 
 pub fn run_layer_command(command: LayerCommand, globals: &GlobalArgs) -> Result<()> {
@@ -131,7 +128,6 @@ pub fn run_layer_command(command: LayerCommand, globals: &GlobalArgs) -> Result<
             let record = MountRecord {
                 image: image.name.clone(),
                 target: target.clone(),
-                layers: image.config.rootfs.diff_ids.clone(),
             };
             write_atomically(
                 &mount_dir.join("mount.json"),
@@ -157,6 +153,7 @@ pub fn run_layer_command(command: LayerCommand, globals: &GlobalArgs) -> Result<
                 crate::overlay::unmount(&record.target)?;
             }
             fs::remove_dir_all(&mount_dir).context("removing", &mount_dir)?;
+            LayerStore::open(&globals.root)?.unregister_user(&mount_dir)?;
             println!("unmounted {}", record.target.display());
             // Layers kept only for this mount (its image was removed) can go now.
             prune_layers(&globals.root, &store)?;
@@ -255,17 +252,8 @@ pub fn prune_layers(root: &Path, store: &Store) -> Result<Vec<Digest>> {
         .into_iter()
         .flat_map(|i| i.config.rootfs.diff_ids)
         .collect();
-    for entry in fs::read_dir(root.join("mounts"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if let Ok(record) = fs::read(entry.path().join("mount.json")) {
-            if let Ok(record) = serde_json::from_slice::<MountRecord>(&record) {
-                used.extend(record.layers);
-            }
-        }
-    }
+    // Mounts, containers and build steps register the layers they use.
+    used.extend(layer_store.layers_in_use()?);
     let mut removed = Vec::new();
     for entry in fs::read_dir(layer_store.dir())
         .context("reading", layer_store.dir())?

@@ -79,6 +79,13 @@ impl LayerStore {
         Ok(LayerStore { dir })
     }
 
+    /// The store whose directory is `dir` (already created).
+    pub fn open_at(dir: &Path) -> LayerStore {
+        LayerStore {
+            dir: dir.to_path_buf(),
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -154,6 +161,64 @@ impl LayerStore {
         result
     }
     // ANCHOR_END: unpack_layer
+
+    // ANCHOR: users
+    /// Records that the root filesystem in `dir` uses these layers, so that
+    /// pruning keeps them while it exists (a mount, a container, a build step).
+    pub fn register_user(&self, dir: &Path, layers: &[Digest]) -> Result<()> {
+        let users = self.users_dir();
+        fs::create_dir_all(&users).context("creating", &users)?;
+        let record = serde_json::json!({ "dir": dir, "layers": layers });
+        durable::write_atomically(&self.user_record(dir), record.to_string().as_bytes())
+    }
+
+    /// Forgets a user recorded by [`LayerStore::register_user`].
+    pub fn unregister_user(&self, dir: &Path) -> Result<()> {
+        crate::unpack::remove_any(&self.user_record(dir))
+    }
+
+    /// Every layer some existing user still needs. Records whose directory
+    /// is gone (its owner was killed before cleaning up) are dropped.
+    pub fn layers_in_use(&self) -> Result<std::collections::BTreeSet<Digest>> {
+        let mut used = std::collections::BTreeSet::new();
+        for entry in fs::read_dir(self.users_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let record: serde_json::Value =
+                match fs::read(entry.path()).map(|b| serde_json::from_slice(&b)) {
+                    Ok(Ok(record)) => record,
+                    _ => continue,
+                };
+            let dir_exists = record["dir"]
+                .as_str()
+                .is_some_and(|d| Path::new(d).is_dir());
+            if !dir_exists {
+                let _ = fs::remove_file(entry.path());
+                continue;
+            }
+            let layers = record["layers"].as_array().cloned().unwrap_or_default();
+            used.extend(
+                layers
+                    .iter()
+                    .filter_map(|l| l.as_str())
+                    .filter_map(|l| Digest::parse(l).ok()),
+            );
+        }
+        Ok(used)
+    }
+    // ANCHOR_END: users
+
+    fn user_record(&self, dir: &Path) -> PathBuf {
+        let name = Digest::of(dir.as_os_str().as_encoded_bytes());
+        self.users_dir().join(format!("{}.json", name.hex()))
+    }
+
+    /// `ROOT/layer-users/`: one record per root filesystem using layers.
+    fn users_dir(&self) -> PathBuf {
+        self.dir.with_file_name("layer-users")
+    }
 
     /// Serializes unpacking and pruning between engine processes.
     pub fn lock(&self) -> Result<durable::Lock> {

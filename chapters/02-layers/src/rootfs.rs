@@ -43,6 +43,8 @@ impl Rootfs {
     ) -> Result<Rootfs> {
         let layer_store = LayerStore::open(root)?;
         let layers = layer_store.ensure_image(store, image)?;
+        // While this root filesystem exists, its layers are not pruned.
+        layer_store.register_user(dir, &image.config.rootfs.diff_ids)?;
         let upper = dir.join("upper");
         let work = dir.join("work");
         for d in [&upper, &work, &target.to_path_buf()] {
@@ -93,7 +95,7 @@ impl Rootfs {
         for d in [&self.overlay.upper, &self.overlay.work] {
             crate::unpack::remove_any(d)?;
         }
-        Ok(())
+        LayerStore::open_at(&self.overlay.base).unregister_user(&self.dir)
     }
 }
 // ANCHOR_END: rootfs

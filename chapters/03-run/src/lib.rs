@@ -1,0 +1,27 @@
+//! # Chapter 03: run
+//!
+//! A container is not a little virtual machine: it is an ordinary process
+//! of the host's kernel, started in its own namespaces, with the image's
+//! tree as its `/`, and fewer privileges than root. This crate builds one,
+//! step by step, the way runc does for docker. Read the modules in this order:
+//!
+//! 1. [`spec`]: the container as data (`ContainerSpec`, extension point: `mounts`);
+//! 2. [`namespaces`]: what it gets its own copy of;
+//! 3. [`mounts`], [`devices`] and [`pivot`]: its filesystem, /proc, /dev,
+//!    and `pivot_root` into the image's tree;
+//! 4. [`capabilities`] and [`user`]: root, cut down; or another user;
+//! 5. [`process`]: clone, the gate, exec, signals (extension point: `Hooks`);
+//! 6. [`lifecycle`]: create, start, wait, delete, with state on disk.
+//!
+//! [`cli`] is the `run` command.
+
+pub mod capabilities;
+pub mod cli;
+pub mod devices;
+pub mod lifecycle;
+pub mod mounts;
+pub mod namespaces;
+pub mod pivot;
+pub mod process;
+pub mod spec;
+pub mod user;

@@ -1,0 +1,51 @@
+//! `ch03-run`: the commands of chapters 01 and 02 plus `run`: a real
+//! container, in its own namespaces, on its own root filesystem.
+
+use ch01_images::cli::{self as images_cli, GlobalArgs};
+use ch02_layers::cli as layers_cli;
+use ch03_run::cli::{self as run_cli, RunCommand};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ch03-run",
+    version,
+    about = "crabbox chapter 03: run a container (namespaces, pivot_root, capabilities)",
+    after_help = run_cli::EXAMPLES
+)]
+struct Cli {
+    #[command(flatten)]
+    globals: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+// ANCHOR: command
+/// Every command so far: chapters 01 and 02's, then this chapter's.
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Earlier(layers_cli::Command),
+    #[command(flatten)]
+    Run(RunCommand),
+}
+// ANCHOR_END: command
+
+fn main() {
+    let args: Cli = images_cli::parse_args();
+    args.globals.apply();
+    match args.command {
+        Command::Earlier(command) => {
+            let name = command.name();
+            images_cli::exit_with(name, layers_cli::run_command(command, &args.globals))
+        }
+        Command::Run(command) => {
+            let name = run_cli::command_name(&command);
+            match run_cli::run_run_command(command, &args.globals) {
+                // The container's own exit code becomes ours.
+                Ok(code) => std::process::exit(code),
+                Err(e) => images_cli::exit_with(name, Err(e)),
+            }
+        }
+    }
+}

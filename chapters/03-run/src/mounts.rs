@@ -1,0 +1,227 @@
+//! The container's mount table: made private, then filled from the spec,
+//! then hardened with docker's masked and read-only paths.
+//!
+//! Everything here runs in the child, inside its new mount namespace, so
+//! none of it is visible on the host, and all of it disappears with the
+//! namespace when the container's last process exits.
+
+use crate::spec::Mount;
+use ch01_images::explain::{self, shell_quote};
+use nix::mount::{mount, MsFlags};
+use std::path::Path;
+
+/// Paths docker hides from containers: they leak host details (kernel
+/// memory, keys, timers) or offer dangerous knobs.
+pub const MASKED_PATHS: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths docker leaves readable but not writable: kernel settings for the
+/// whole machine (/proc/sys), the magic SysRq key, interrupts, buses.
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+// ANCHOR: private
+/// `mount --make-rprivate /`: from now on, mounts and unmounts here do not
+/// propagate to the host, nor the host's to us.
+///
+/// A new mount namespace starts as a copy of the host's, *including* its
+/// propagation settings: on a systemd host `/` is shared, so without this
+/// our mounts would appear on the host and `pivot_root` would fail (EINVAL).
+pub fn make_private() -> Result<(), String> {
+    explain::step(
+        "stop mount events flowing between the host and the container",
+        Some("mount --make-rprivate /"),
+    );
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mount --make-rprivate /: {e}"))
+}
+// ANCHOR_END: private
+
+/// Splits mount(8)-style options into kernel flags and filesystem data.
+pub fn parse_options(options: &[String]) -> (MsFlags, String) {
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    for option in options {
+        match option.as_str() {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "strictatime" => flags |= MsFlags::MS_STRICTATIME,
+            "bind" => flags |= MsFlags::MS_BIND,
+            "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
+            "rw" => {}
+            other => data.push(other),
+        }
+    }
+    (flags, data.join(","))
+}
+
+// ANCHOR: apply
+/// Mounts `m` under `rootfs` (before `pivot_root`, so bind sources are
+/// host paths). The mount point is created if missing: a directory, or an
+/// empty file when a file is bind-mounted.
+pub fn apply(rootfs: &Path, m: &Mount) -> Result<(), String> {
+    let target = rootfs.join(m.destination.trim_start_matches('/'));
+    let (flags, data) = parse_options(&m.options);
+    let is_bind = flags.contains(MsFlags::MS_BIND);
+    let source_is_file = is_bind && Path::new(&m.source).is_file();
+    if source_is_file {
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
+        }
+        if !target.exists() {
+            std::fs::write(&target, b"")
+                .map_err(|e| format!("creating {}: {e}", target.display()))?;
+        }
+    } else {
+        std::fs::create_dir_all(&target).map_err(|e| format!("mkdir {}: {e}", target.display()))?;
+    }
+    let mut shell = String::from("mount");
+    if is_bind {
+        shell.push_str(" --bind");
+    } else {
+        shell.push_str(&format!(" -t {}", m.fstype));
+    }
+    let shown: Vec<&str> = m
+        .options
+        .iter()
+        .map(String::as_str)
+        .filter(|o| !matches!(*o, "bind" | "rbind"))
+        .collect();
+    if !shown.is_empty() {
+        shell.push_str(&format!(" -o {}", shown.join(",")));
+    }
+    shell.push_str(&format!(
+        " {} {}",
+        shell_quote(&m.source),
+        shell_quote(&m.destination)
+    ));
+    explain::step(
+        &format!("mount {} in the container", m.destination),
+        Some(&shell),
+    );
+    let fstype = (!is_bind).then_some(m.fstype.as_str());
+    let data = (!data.is_empty()).then_some(data.as_str());
+    mount(Some(m.source.as_str()), &target, fstype, flags, data)
+        .map_err(|e| format!("{shell}: {e}"))?;
+    // A bind mount ignores `ro` and friends on its first call: they take
+    // effect on a remount of the bind.
+    let extra =
+        flags & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    if is_bind && !extra.is_empty() {
+        mount(
+            None::<&str>,
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra,
+            None::<&str>,
+        )
+        .map_err(|e| format!("remounting {} read-only: {e}", m.destination))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: apply
+
+// ANCHOR: harden
+/// After `pivot_root`: hides the masked paths (a file gets /dev/null bound
+/// over it, a directory an empty read-only tmpfs) and makes the read-only
+/// paths read-only (bound onto themselves, then remounted `ro`). Paths this
+/// kernel does not have are skipped.
+pub fn mask_and_protect() -> Result<(), String> {
+    explain::step(
+        &format!("hide {}", MASKED_PATHS.join(" ")),
+        Some("mount --bind /dev/null /proc/kcore   # and so on; directories get an empty read-only tmpfs"),
+    );
+    for path in MASKED_PATHS {
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        let result = if meta.is_dir() {
+            mount(
+                Some("tmpfs"),
+                path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+        } else {
+            mount(
+                Some("/dev/null"),
+                path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+        };
+        result.map_err(|e| format!("masking {path}: {e}"))?;
+    }
+    explain::step(
+        &format!("make {} read-only", READONLY_PATHS.join(" ")),
+        Some(
+            "mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys   # and so on",
+        ),
+    );
+    for path in READONLY_PATHS {
+        if std::fs::symlink_metadata(path).is_err() {
+            continue;
+        }
+        mount(
+            Some(path),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| format!("binding {path}: {e}"))?;
+        let flags = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC;
+        mount(Some(path), path, None::<&str>, flags, None::<&str>)
+            .map_err(|e| format!("making {path} read-only: {e}"))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: harden
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split_into_flags_and_data() {
+        let options: Vec<String> = ["nosuid", "ro", "mode=755", "size=65536k"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (flags, data) = parse_options(&options);
+        assert_eq!(flags, MsFlags::MS_NOSUID | MsFlags::MS_RDONLY);
+        assert_eq!(data, "mode=755,size=65536k");
+    }
+}

@@ -1,0 +1,270 @@
+//! `ContainerSpec`: everything the runtime needs to know to start one
+//! container, written down before anything runs.
+//!
+//! A container is a process plus the world it sees. The spec is that world
+//! as data, in the spirit of the OCI runtime spec's `config.json` (runc
+//! reads one just like it): the root filesystem, the process (argv, env,
+//! working directory, user), the hostname, which namespaces to create, and
+//! the list of mounts. It is saved as `ROOT/containers/<id>/config.json`,
+//! so `cat` shows a learner exactly what was asked for.
+//!
+//! **Extension point:** [`ContainerSpec::mounts`] is applied in order inside
+//! the new mount namespace, before `pivot_root`. Chapter 3 fills it with
+//! docker's default mounts (/proc, /dev, /sys, …) and the container's
+//! `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`; chapter 4 appends
+//! volumes to it and nothing else changes.
+
+use ch01_images::error::{Error, Result};
+use ch01_images::manifest::RunConfig;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The PATH a container gets when its image sets none (docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+// ANCHOR: spec
+/// One container, as data.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// The merged overlay tree that becomes `/` (chapter 2's `Rootfs` target).
+    pub rootfs: PathBuf,
+    pub process: Process,
+    pub hostname: String,
+    /// The namespaces to create, e.g. `["mount", "uts", "ipc", "pid", "network"]`.
+    pub namespaces: Vec<String>,
+    /// Mounts made inside the new mount namespace, in order (see module doc).
+    pub mounts: Vec<Mount>,
+}
+
+/// The process that runs as PID 1 of the container.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Process {
+    /// argv; `args[0]` is looked up in the container's PATH if it has no `/`.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` strings, exactly what `execve` receives.
+    pub env: Vec<String>,
+    /// The working directory inside the container (created if missing, as docker does).
+    pub cwd: String,
+    /// `uid[:gid]` or `name[:group]`, resolved inside the container's /etc/passwd.
+    pub user: String,
+    /// Keep the caller's stdin (`-i`); otherwise the container reads /dev/null.
+    pub stdin: bool,
+}
+
+/// One mount, as `mount -t FSTYPE -o OPTIONS SOURCE DESTINATION` would do it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Mount {
+    /// A path inside the container.
+    pub destination: String,
+    /// `proc`, `tmpfs`, `sysfs`, `devpts`, … or `bind`.
+    pub fstype: String,
+    /// A host path for a bind mount, otherwise a label shown in `mount`.
+    pub source: String,
+    /// Flags (`ro`, `nosuid`, `nodev`, `noexec`, `bind`, `rbind`) and
+    /// filesystem data (`mode=755`, `size=65536k`, …), as mount(8) takes them.
+    pub options: Vec<String>,
+}
+// ANCHOR_END: spec
+
+impl Mount {
+    pub fn new(destination: &str, fstype: &str, source: &str, options: &[&str]) -> Mount {
+        Mount {
+            destination: destination.into(),
+            fstype: fstype.into(),
+            source: source.into(),
+            options: options.iter().map(|o| o.to_string()).collect(),
+        }
+    }
+
+    /// A read-only bind mount of a host file (the container's /etc files).
+    pub fn bind_file(host: &Path, destination: &str) -> Mount {
+        Mount::new(
+            destination,
+            "bind",
+            &host.to_string_lossy(),
+            &["bind", "ro", "nosuid", "nodev", "noexec"],
+        )
+    }
+}
+
+/// The namespaces every chapter-3 container gets. The user namespace is
+/// left out: root in the container is root on the host, as with docker's
+/// defaults, and the capability set is what limits it.
+pub const NAMESPACES: [&str; 5] = ["mount", "uts", "ipc", "pid", "network"];
+
+// ANCHOR: default_mounts
+/// Docker's default mounts: a fresh /proc, /dev as a small tmpfs (the
+/// device nodes are made in it, see `devices`), /dev/pts with its own
+/// instance, /dev/shm and /dev/mqueue, and /sys read-only.
+pub fn default_mounts() -> Vec<Mount> {
+    vec![
+        Mount::new("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        Mount::new(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        Mount::new(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        Mount::new(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+        Mount::new(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        Mount::new(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
+    ]
+}
+// ANCHOR_END: default_mounts
+
+/// What the command line says; `None` means "take the image's".
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--entrypoint`: `Some("")` clears the image's entrypoint.
+    pub entrypoint: Option<String>,
+    /// The words after IMAGE.
+    pub command: Vec<String>,
+    /// `-e KEY=VALUE` (or `-e KEY`, taken from the caller's environment).
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+}
+
+// ANCHOR: argv
+/// argv by docker's rules: ENTRYPOINT + CMD, where the words after the
+/// image replace CMD, and `--entrypoint` replaces ENTRYPOINT *and* drops the
+/// image's CMD (it was written for the old entrypoint).
+pub fn process_args(image: &RunConfig, overrides: &Overrides) -> Result<Vec<String>> {
+    let (entrypoint, image_cmd) = match &overrides.entrypoint {
+        Some(e) if e.is_empty() => (vec![], vec![]),
+        Some(e) => (vec![e.clone()], vec![]),
+        None => (
+            image.entrypoint.clone().unwrap_or_default(),
+            image.cmd.clone().unwrap_or_default(),
+        ),
+    };
+    let cmd = if overrides.command.is_empty() {
+        image_cmd
+    } else {
+        overrides.command.clone()
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(Error::new(
+            "no command specified — the image has no ENTRYPOINT or CMD; give one after the image name",
+        ));
+    }
+    Ok(args)
+}
+// ANCHOR_END: argv
+
+/// The environment: the image's, then `-e` (a later key wins), then what
+/// every container gets: PATH if unset, HOSTNAME. (HOME, when unset, comes
+/// from the user's /etc/passwd entry, which only the container can read.)
+pub fn process_env(image: &RunConfig, overrides: &Overrides, hostname: &str) -> Vec<String> {
+    fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+        match env.iter_mut().find(|(k, _)| k == key) {
+            Some(pair) => pair.1 = value.to_string(),
+            None => env.push((key.to_string(), value.to_string())),
+        }
+    }
+    let mut env: Vec<(String, String)> = Vec::new();
+    for entry in image.env.iter().flatten() {
+        let (k, v) = entry.split_once('=').unwrap_or((entry, ""));
+        set(&mut env, k, v);
+    }
+    for entry in &overrides.env {
+        match entry.split_once('=') {
+            Some((k, v)) => set(&mut env, k, v),
+            // `-e KEY` alone passes the caller's value, or nothing if unset.
+            None => {
+                if let Ok(v) = std::env::var(entry) {
+                    set(&mut env, entry, &v);
+                }
+            }
+        }
+    }
+    set(&mut env, "HOSTNAME", hostname);
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        set(&mut env, "PATH", DEFAULT_PATH);
+    }
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(entrypoint: &[&str], cmd: &[&str]) -> RunConfig {
+        let words = |w: &[&str]| (!w.is_empty()).then(|| w.iter().map(|s| s.to_string()).collect());
+        RunConfig {
+            entrypoint: words(entrypoint),
+            cmd: words(cmd),
+            ..Default::default()
+        }
+    }
+
+    fn args(image: &RunConfig, entrypoint: Option<&str>, command: &[&str]) -> Vec<String> {
+        let overrides = Overrides {
+            entrypoint: entrypoint.map(String::from),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        process_args(image, &overrides).unwrap()
+    }
+
+    #[test]
+    fn docker_override_rules() {
+        let img = image(&["/entry"], &["default"]);
+        assert_eq!(args(&img, None, &[]), ["/entry", "default"]);
+        assert_eq!(args(&img, None, &["x", "y"]), ["/entry", "x", "y"]);
+        assert_eq!(args(&img, Some("sh"), &[]), ["sh"]);
+        assert_eq!(
+            args(&img, Some("sh"), &["-c", "true"]),
+            ["sh", "-c", "true"]
+        );
+        assert_eq!(args(&img, Some(""), &["ls"]), ["ls"]);
+        let cmd_only = image(&[], &["sh"]);
+        assert_eq!(args(&cmd_only, None, &["ls", "-l"]), ["ls", "-l"]);
+        assert!(process_args(&image(&[], &[]), &Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn env_overrides_and_defaults() {
+        let img = RunConfig {
+            env: Some(vec!["A=1".into(), "PATH=/bin".into()]),
+            ..Default::default()
+        };
+        let overrides = Overrides {
+            env: vec!["A=2".into(), "B=x=y".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            process_env(&img, &overrides, "abc"),
+            ["A=2", "PATH=/bin", "B=x=y", "HOSTNAME=abc"]
+        );
+    }
+}

@@ -1,0 +1,601 @@
+//! Chapter 03 end to end: `ch03-run run` driven as a learner would, with
+//! the fixture `busybox` image from a real registry: output and exit codes
+//! as docker's, the isolation a container must have (PID 1, hostname, its
+//! own mounts and processes, no host paths), docker's hardening
+//! (capabilities, no_new_privs, no leaked descriptors), signals, and
+//! nothing left behind. All of it needs root.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use support::{fixtures, Engine, Registry, Run, TempDir};
+
+const BIN: &str = "ch03-run";
+
+fn fixture_registry() -> Registry {
+    Registry::serve_fixtures(&fixtures().registry_storage())
+}
+
+/// An engine root and the fixture registry, cleaned up however the test
+/// ends: any container process still alive is killed and any mount under
+/// the root is detached before the root's directory is removed.
+struct Setup {
+    registry: Registry,
+    engine: Engine,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        Setup {
+            registry: fixture_registry(),
+            engine: Engine::new(),
+        }
+    }
+
+    fn image(&self) -> String {
+        format!("{}/busybox", self.registry.addr())
+    }
+
+    /// `ch03-run ARGS`.
+    fn run(&self, args: &[&str]) -> Run {
+        self.engine.run(BIN, args)
+    }
+
+    /// `ch03-run run --rm IMAGE COMMAND…`.
+    fn run_rm(&self, command: &[&str]) -> Run {
+        let image = self.image();
+        let mut args = vec!["run", "--rm", image.as_str()];
+        args.extend_from_slice(command);
+        self.run(&args)
+    }
+
+    /// `sh -c SCRIPT` in a throwaway container; asserts it succeeds.
+    fn sh(&self, script: &str) -> String {
+        let out = self.run_rm(&["sh", "-c", script]);
+        out.ok().to_string()
+    }
+
+    fn containers(&self) -> PathBuf {
+        self.engine.root.join("containers")
+    }
+
+    /// The container directories (the lock file aside).
+    fn container_dirs(&self) -> Vec<PathBuf> {
+        fs::read_dir(self.containers())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect()
+    }
+}
+
+/// Mount points under `dir`, from this process's mountinfo (the host's).
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.to_string_lossy().to_string();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(String::from))
+        .filter(|mount_point| mount_point.starts_with(&prefix))
+        .collect()
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        for dir in self.container_dirs() {
+            let state = fs::read(dir.join("state.json")).unwrap_or_default();
+            let state: serde_json::Value = serde_json::from_slice(&state).unwrap_or_default();
+            if let Some(pid) = state["pid"].as_i64() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        for mount_point in mounts_under(self.engine.root.path()).iter().rev() {
+            let _ = nix::mount::umount2(mount_point.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// Asserts that no container directory and no mount is left.
+#[track_caller]
+fn assert_nothing_left(setup: &Setup) {
+    assert_eq!(
+        setup.container_dirs(),
+        Vec::<PathBuf>::new(),
+        "container directories left"
+    );
+    assert_eq!(
+        mounts_under(setup.engine.root.path()),
+        Vec::<String>::new(),
+        "mounts left"
+    );
+}
+
+#[test]
+fn stdout_and_stderr_are_the_containers_exactly() {
+    if !support::require_root("stdout_and_stderr_are_the_containers_exactly") {
+        return;
+    }
+    let setup = Setup::new();
+    setup.run(&["pull", "-q", &setup.image()]).ok();
+    let out = setup.run_rm(&["sh", "-c", "echo out; echo err >&2; printf 'no newline'"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "out\nno newline");
+    assert_eq!(out.stderr, "err\n");
+    assert_nothing_left(&setup);
+}
+
+#[test]
+fn exit_codes_are_dockers() {
+    if !support::require_root("exit_codes_are_dockers") {
+        return;
+    }
+    let setup = Setup::new();
+    assert_eq!(setup.run_rm(&["true"]).code, 0);
+    assert_eq!(setup.run_rm(&["sh", "-c", "exit 7"]).code, 7);
+    let line = setup.run_rm(&["/etc/passwd"]).fails_with(126).to_string();
+    assert!(line.contains("permission denied"), "{line}");
+    let line = setup.run_rm(&["nosuchcmd"]).fails_with(127).to_string();
+    assert_eq!(
+        line,
+        r#"run: exec: "nosuchcmd": executable file not found in $PATH"#
+    );
+    assert_eq!(
+        setup.run_rm(&["/no/such/path"]).fails_with(127),
+        r#"run: exec: "/no/such/path": no such file or directory"#
+    );
+    // An unknown image: the engine fails (125), after docker's first line.
+    let unknown = setup.run(&[
+        "run",
+        "--rm",
+        &format!("{}/nosuchimage", setup.registry.addr()),
+    ]);
+    assert_eq!(unknown.code, 125, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.starts_with("Unable to find image"),
+        "{}",
+        unknown.stderr
+    );
+    assert!(
+        unknown
+            .stderr
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("run: "),
+        "{}",
+        unknown.stderr
+    );
+    assert!(unknown.stdout.is_empty(), "{}", unknown.stdout);
+    assert_nothing_left(&setup);
+}
+
+#[test]
+fn the_command_is_pid_1_with_its_own_hostname_processes_and_mounts() {
+    if !support::require_root("the_command_is_pid_1_with_its_own_hostname_processes_and_mounts") {
+        return;
+    }
+    let setup = Setup::new();
+    assert_eq!(setup.sh("echo $$"), "1\n");
+    // `ps` sees the shell (PID 1) and itself: none of the host's processes.
+    let ps = setup.sh("ps -o pid,comm; true");
+    let pids: Vec<&str> = ps
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2, "{ps}");
+    assert_eq!(pids[0], "1", "{ps}");
+    // The default hostname: the first 12 hex digits of the container's ID.
+    let image = setup.image();
+    let out = setup.run(&[
+        "run",
+        "--name",
+        "kept",
+        &image,
+        "sh",
+        "-c",
+        "hostname; cat /etc/hostname",
+    ]);
+    let dirs = setup.container_dirs();
+    assert_eq!(dirs.len(), 1);
+    let id = dirs[0].file_name().unwrap().to_string_lossy().to_string();
+    assert_eq!(out.ok(), format!("{0}\n{0}\n", &id[..12]));
+    assert_ne!(
+        id[..12],
+        *nix::unistd::gethostname().unwrap().to_string_lossy()
+    );
+    let out = setup.run(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "web",
+        &image,
+        "sh",
+        "-c",
+        "hostname; cat /etc/hostname; grep web /etc/hosts",
+    ]);
+    assert_eq!(out.ok(), "web\nweb\n127.0.1.1\tweb\n");
+    // Only loopback, and it is up.
+    let links = setup.sh("ls /sys/class/net; ping -c 1 -W 1 127.0.0.1 >/dev/null && echo pong");
+    assert_eq!(links, "lo\npong\n");
+}
+
+#[test]
+fn the_host_filesystem_is_not_visible() {
+    if !support::require_root("the_host_filesystem_is_not_visible") {
+        return;
+    }
+    let setup = Setup::new();
+    let secret_dir = TempDir::new("ch03-secret");
+    let secret = secret_dir.join("secret.txt");
+    fs::write(&secret, "host only").unwrap();
+    let script = format!(
+        "test -e {} && echo visible || echo hidden",
+        secret.display()
+    );
+    assert_eq!(setup.sh(&script), "hidden\n");
+    // `mount` lists the container's own mounts, none at a host path.
+    let mounts = setup.sh("mount");
+    let expected = [
+        "/",
+        "/proc",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+        "/sys",
+        "/etc/hostname",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+    ];
+    let mount_points: Vec<&str> = mounts
+        .lines()
+        .map(|l| l.split(' ').nth(2).unwrap())
+        .collect();
+    for wanted in expected {
+        assert!(
+            mount_points.contains(&wanted),
+            "{wanted} missing:\n{mounts}"
+        );
+    }
+    for mount_point in &mount_points {
+        let known = expected.contains(mount_point)
+            || mount_point.starts_with("/proc/")
+            || mount_point.starts_with("/sys/");
+        assert!(known, "unexpected mount {mount_point}:\n{mounts}");
+    }
+    assert!(!mounts.contains(" on /work"), "{mounts}");
+    // The masked and read-only paths.
+    assert_eq!(
+        setup.sh("cat /proc/keys | wc -c; ls /sys/firmware | wc -l"),
+        "0\n0\n"
+    );
+    let write = setup.run_rm(&["sh", "-c", "echo 1 > /proc/sys/kernel/ns_last_pid"]);
+    assert_ne!(write.code, 0, "/proc/sys is writable");
+    assert!(
+        write.stderr.contains("Read-only file system"),
+        "{}",
+        write.stderr
+    );
+    // The minimal /dev.
+    let dev = setup.sh("ls /dev | tr '\\n' ' '; head -c 4 /dev/zero | wc -c");
+    assert_eq!(
+        dev,
+        "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero 4\n"
+    );
+    assert_nothing_left(&setup);
+}
+
+#[test]
+fn hardening_is_dockers_default() {
+    if !support::require_root("hardening_is_dockers_default") {
+        return;
+    }
+    let setup = Setup::new();
+    let status =
+        setup.sh("grep -E '^(CapEff|CapPrm|CapBnd|CapInh|CapAmb|NoNewPrivs)' /proc/self/status");
+    assert_eq!(
+        status,
+        "CapInh:\t0000000000000000\nCapPrm:\t00000000a80425fb\nCapEff:\t00000000a80425fb\n\
+         CapBnd:\t00000000a80425fb\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\n"
+    );
+    assert_eq!(
+        format!("{:016x}", ch03_run::capabilities::default_mask()),
+        "00000000a80425fb"
+    );
+    // A user gets no capabilities at all (the bounding set stays docker's).
+    let image = setup.image();
+    let out = setup.run(&[
+        "run",
+        "--rm",
+        "--user",
+        "1000:1000",
+        &image,
+        "sh",
+        "-c",
+        "id; grep -E '^(CapEff|CapBnd)' /proc/self/status",
+    ]);
+    assert_eq!(
+        out.ok(),
+        "uid=1000 gid=1000\nCapEff:\t0000000000000000\nCapBnd:\t00000000a80425fb\n"
+    );
+}
+
+#[test]
+fn explain_narrates_each_kernel_step_with_its_shell_command() {
+    if !support::require_root("explain_narrates_each_kernel_step_with_its_shell_command") {
+        return;
+    }
+    let setup = Setup::new();
+    let image = setup.image();
+    setup.run(&["pull", "-q", &image]).ok();
+    let out = setup.run(&[
+        "--explain",
+        "run",
+        "--rm",
+        "--hostname",
+        "narrated",
+        &image,
+        "true",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+    let mut last = 0;
+    // Each step, in the order it happens.
+    for step in [
+        "$ cd ",
+        "mount -t overlay overlay -o lowerdir=",
+        "$ unshare --mount --uts --ipc --pid --net --fork",
+        "$ mount --make-rprivate /",
+        "$ mount -t proc -o nosuid,noexec,nodev proc /proc",
+        "$ mount -t tmpfs -o nosuid,strictatime,mode=755,size=65536k tmpfs /dev",
+        "$ mount -t sysfs -o nosuid,noexec,nodev,ro sysfs /sys",
+        "/dev/null c 1 3",
+        "$ ip link set lo up",
+        "$ hostname narrated",
+        "pivot_root . .pivot_root",
+        "$ umount -l /.pivot_root",
+        "mount --bind /dev/null /proc/kcore",
+        "CAP_SETFCAP), drop the rest",
+        "$ setpriv --no-new-privs",
+        "$ exec true",
+        "$ umount ",
+        "$ rm -rf ",
+    ] {
+        let found = out.stderr[last..]
+            .find(step)
+            .unwrap_or_else(|| panic!("{step:?} missing (or out of order) in:\n{}", out.stderr));
+        last += found;
+    }
+}
+
+#[test]
+fn ignored_signals_do_not_leak_into_the_container() {
+    if !support::require_root("ignored_signals_do_not_leak_into_the_container") {
+        return;
+    }
+    let setup = Setup::new();
+    // `yes` only stops when SIGPIPE kills it; an inherited SIG_IGN would
+    // make it loop forever on EPIPE.
+    assert_eq!(setup.sh("yes | head -n 2"), "y\ny\n");
+    // (Asked of grep itself: busybox sh ignores a few signals of its own.)
+    assert_eq!(
+        setup.run_rm(&["grep", "SigIgn", "/proc/self/status"]).ok(),
+        "SigIgn:\t0000000000000000\n"
+    );
+}
+
+#[test]
+fn only_fds_0_1_2_reach_the_command() {
+    if !support::require_root("only_fds_0_1_2_reach_the_command") {
+        return;
+    }
+    let setup = Setup::new();
+    let image = setup.image();
+    // Give `run` an extra inheritable descriptor, as a careless caller
+    // might: it must not reach the container.
+    let leak = fs::File::open("/etc/hostname").unwrap();
+    let leak_fd = std::os::fd::AsRawFd::as_raw_fd(&leak);
+    let mut command = setup.engine.command(
+        BIN,
+        &["run", "--rm", &image, "sh", "-c", "ls /proc/$$/fd; true"],
+    );
+    // SAFETY: dup2 is async-signal-safe; runs in the forked child before exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(leak_fd, 9) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = Run::from_output(command.output().unwrap());
+    // `; true` keeps sh from exec'ing ls, so the list is PID 1's own.
+    assert_eq!(out.ok(), "0\n1\n2\n");
+}
+
+#[test]
+fn image_config_and_overrides_follow_dockers_rules() {
+    if !support::require_root("image_config_and_overrides_follow_dockers_rules") {
+        return;
+    }
+    let setup = Setup::new();
+    let image = setup.image();
+    let out = setup.run(&[
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=hi",
+        "-w",
+        "/work/dir",
+        "--entrypoint",
+        "sh",
+        &image,
+        "-c",
+        "echo $GREETING; pwd; echo $HOME; echo $PATH",
+    ]);
+    assert_eq!(
+        out.ok(),
+        "hi\n/work/dir\n/root\n/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+    );
+    // The image's CMD (sh) with stdin at /dev/null: it reads EOF and exits 0.
+    assert_eq!(setup.run(&["run", "--rm", &image]).code, 0);
+}
+
+#[test]
+fn a_container_without_rm_stays_exited_with_its_code() {
+    if !support::require_root("a_container_without_rm_stays_exited_with_its_code") {
+        return;
+    }
+    let setup = Setup::new();
+    let image = setup.image();
+    let out = setup.run(&[
+        "run",
+        "--name",
+        "keeper",
+        &image,
+        "sh",
+        "-c",
+        "echo kept > /file; exit 3",
+    ]);
+    assert_eq!(out.code, 3);
+    let dirs = setup.container_dirs();
+    assert_eq!(dirs.len(), 1);
+    let state: serde_json::Value =
+        serde_json::from_slice(&fs::read(dirs[0].join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["status"], "exited");
+    assert_eq!(state["exit_code"], 3);
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(dirs[0].join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["name"], "keeper");
+    // Its writable layer is kept, unmounted.
+    assert_eq!(
+        fs::read_to_string(dirs[0].join("upper/file")).unwrap(),
+        "kept\n"
+    );
+    assert_eq!(mounts_under(setup.engine.root.path()), Vec::<String>::new());
+    // Names are unique.
+    let again = setup.run(&["run", "--name", "keeper", &image, "true"]);
+    assert!(
+        again.fails_with(125).contains("already in use"),
+        "{}",
+        again.stderr
+    );
+    // Removing the image keeps the layers the kept container still needs.
+    let layers = || {
+        fs::read_dir(setup.engine.root.join("layers"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().len() == 64)
+            .count()
+    };
+    let before = layers();
+    assert!(before > 0);
+    setup.run(&["rmi", &image]).ok();
+    assert_eq!(
+        layers(),
+        before,
+        "a kept container's layers must stay after rmi"
+    );
+}
+
+#[test]
+fn signals_are_forwarded_and_a_killed_container_exits_128_plus_n() {
+    if !support::require_root("signals_are_forwarded_and_a_killed_container_exits_128_plus_n") {
+        return;
+    }
+    let setup = Setup::new();
+    let image = setup.image();
+    setup.run(&["pull", "-q", &image]).ok();
+    let start = |script: &str| {
+        let mut command = setup
+            .engine
+            .command(BIN, &["run", "--name", "sig", &image, "sh", "-c", script]);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        command.spawn().unwrap()
+    };
+    // Waits until the container runs, returns its host PID.
+    let running_pid = || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            for dir in setup.container_dirs() {
+                let state = fs::read(dir.join("state.json")).unwrap_or_default();
+                let state: serde_json::Value = serde_json::from_slice(&state).unwrap_or_default();
+                if let Some(pid) = state["pid"].as_i64() {
+                    return nix::unistd::Pid::from_raw(pid as i32);
+                }
+            }
+            assert!(Instant::now() < deadline, "the container never ran");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // SIGTERM to `run` reaches the container's PID 1, which handles it.
+    let child =
+        start("trap 'echo got TERM; exit 3' TERM; echo ready; while true; do sleep 0.05; done");
+    running_pid();
+    std::thread::sleep(Duration::from_millis(200));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = Run::from_output(child.wait_with_output().unwrap());
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.stdout, "ready\ngot TERM\n");
+    for dir in setup.container_dirs() {
+        fs::remove_dir_all(dir).unwrap();
+    }
+    // SIGKILL from the host: 128 + 9.
+    let child = start("sleep 100");
+    nix::sys::signal::kill(running_pid(), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let out = Run::from_output(child.wait_with_output().unwrap());
+    assert_eq!(out.code, 137, "{}", out.stderr);
+}
+
+#[test]
+fn a_present_image_runs_with_the_registry_stopped() {
+    if !support::require_root("a_present_image_runs_with_the_registry_stopped") {
+        return;
+    }
+    let mut setup = Setup::new();
+    // The first run pulls (messages on stderr, stdout stays the container's).
+    let first = setup.run_rm(&["echo", "one"]);
+    assert_eq!(first.ok(), "one\n");
+    assert!(
+        first.stderr.contains("Unable to find image"),
+        "{}",
+        first.stderr
+    );
+    setup.registry.stop();
+    let second = setup.run_rm(&["echo", "two"]);
+    assert_eq!(second.ok(), "two\n");
+    assert_eq!(second.stderr, "");
+    assert_nothing_left(&setup);
+}
+
+#[test]
+fn a_hundred_runs_leave_nothing_behind() {
+    if !support::require_root("a_hundred_runs_leave_nothing_behind") {
+        return;
+    }
+    let setup = Setup::new();
+    setup.run(&["pull", "-q", &setup.image()]).ok();
+    for i in 0..100 {
+        let out = setup.run_rm(&["true"]);
+        assert_eq!(out.code, 0, "run {i}: {}", out.stderr);
+    }
+    // Failures clean up too.
+    setup.run_rm(&["nosuchcmd"]).fails_with(127);
+    assert_nothing_left(&setup);
+    // The shared layer is still there for the next container.
+    let layers = fs::read_dir(setup.engine.root.join("layers")).unwrap();
+    assert!(layers.count() > 0, "the shared layers are gone");
+}
