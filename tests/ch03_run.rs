@@ -599,3 +599,370 @@ fn a_hundred_runs_leave_nothing_behind() {
     let layers = fs::read_dir(setup.engine.root.join("layers")).unwrap();
     assert!(layers.count() > 0, "the shared layers are gone");
 }
+
+// ---- detached containers: run -d, ps, logs, stop, kill, rm, exec ----
+
+impl Setup {
+    /// `run -d [FLAGS…] IMAGE COMMAND…`; returns the printed 64-hex ID.
+    fn detach(&self, flags: &[&str], command: &[&str]) -> String {
+        let image = self.image();
+        let mut args = vec!["run", "-d"];
+        args.extend_from_slice(flags);
+        args.push(&image);
+        args.extend_from_slice(command);
+        let out = self.run(&args);
+        let id = out.ok().trim().to_string();
+        assert_eq!(id.len(), 64, "not an ID: {id:?}");
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+        id
+    }
+
+    fn state(&self, id: &str) -> serde_json::Value {
+        let bytes = fs::read(self.containers().join(id).join("state.json")).unwrap_or_default();
+        serde_json::from_slice(&bytes).unwrap_or_default()
+    }
+
+    /// Waits until `check` holds for the output of `ch03-run ARGS`.
+    #[track_caller]
+    fn wait_for(&self, args: &[&str], check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.run(args);
+            if check(&out.stdout) {
+                return out.stdout;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{args:?} never satisfied the check: {}{}",
+                out.stdout,
+                out.stderr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Is this host PID a live process (not a zombie)?
+fn process_alive(pid: i64) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_string())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+#[test]
+fn detached_run_logs_ps_stop_and_rm() {
+    if !support::require_root("detached_run_logs_ps_stop_and_rm") {
+        return;
+    }
+    let setup = Setup::new();
+    setup.run(&["pull", "-q", &setup.image()]).ok();
+    let started = Instant::now();
+    let id = setup.detach(
+        &["--name", "web"],
+        &[
+            "sh",
+            "-c",
+            "echo out; echo err >&2; trap 'echo bye; exit 3' TERM; while true; do sleep 0.05; done",
+        ],
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "run -d waited");
+    // logs: stdout and stderr, each to its own stream.
+    setup.wait_for(&["logs", "web"], |out| out == "out\n");
+    let logs = setup.run(&["logs", &id[..8]]);
+    assert_eq!(logs.stderr, "err\n");
+    let log_file = setup.containers().join(&id).join(format!("{id}-json.log"));
+    let first: serde_json::Value = serde_json::from_str(
+        fs::read_to_string(&log_file)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        first["stream"].is_string() && first["time"].is_string(),
+        "{first}"
+    );
+    // ps: docker's columns, the short ID, quoted command, "Up …".
+    let ps = setup.run(&["ps"]).ok().to_string();
+    let lines: Vec<&str> = ps.lines().collect();
+    assert_eq!(lines.len(), 2, "{ps}");
+    for column in [
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ] {
+        assert!(lines[0].contains(column), "{ps}");
+    }
+    assert!(lines[1].starts_with(&id[..12]), "{ps}");
+    assert!(lines[1].contains("\"sh -c 'echo out; ec…\""), "{ps}");
+    assert!(lines[1].contains("Up "), "{ps}");
+    assert!(lines[1].ends_with("web"), "{ps}");
+    assert_eq!(setup.run(&["ps", "-q"]).ok(), format!("{}\n", &id[..12]));
+    assert_eq!(
+        setup.run(&["ps", "-q", "--no-trunc"]).ok(),
+        format!("{id}\n")
+    );
+    // inspect: the container first, and images still work.
+    let inspect: serde_json::Value =
+        serde_json::from_str(setup.run(&["inspect", "web"]).ok()).unwrap();
+    assert_eq!(inspect[0]["Id"], id.as_str());
+    assert_eq!(inspect[0]["Name"], "/web");
+    assert_eq!(inspect[0]["State"]["Status"], "running");
+    assert_eq!(inspect[0]["State"]["Running"], true);
+    let pid = inspect[0]["State"]["Pid"].as_i64().unwrap();
+    assert!(process_alive(pid));
+    let image: serde_json::Value =
+        serde_json::from_str(setup.run(&["inspect", &setup.image()]).ok()).unwrap();
+    assert!(image[0]["RootFS"].is_object(), "{image}");
+    setup.run(&["inspect", "nosuchthing"]).fails_with(1);
+    // rm refuses a running container without -f, as docker does.
+    let refused = setup.run(&["rm", "web"]);
+    assert!(
+        refused.fails_with(1).contains("container is running"),
+        "{}",
+        refused.stderr
+    );
+    // stop: SIGTERM reaches the trap; prints the name as given.
+    assert_eq!(setup.run(&["stop", "web"]).ok(), "web\n");
+    assert_eq!(setup.run(&["logs", "web"]).stdout, "out\nbye\n");
+    assert_eq!(setup.run(&["ps", "-q"]).ok(), "");
+    let ps = setup.run(&["ps", "-a"]).ok().to_string();
+    assert!(ps.contains("Exited (3) "), "{ps}");
+    assert!(!process_alive(pid));
+    assert_eq!(mounts_under(setup.engine.root.path()), Vec::<String>::new());
+    let inspect: serde_json::Value =
+        serde_json::from_str(setup.run(&["inspect", &id]).ok()).unwrap();
+    assert_eq!(inspect[0]["State"]["ExitCode"], 3);
+    setup.run(&["kill", "web"]).fails_with(1);
+    assert_eq!(setup.run(&["rm", "web"]).ok(), "web\n");
+    setup.run(&["rm", "web"]).fails_with(1);
+    // prune removes what is stopped, and only that.
+    let kept = setup.detach(&[], &["sleep", "100"]);
+    setup
+        .run(&["run", "--name", "done", &setup.image(), "true"])
+        .ok();
+    let pruned = setup.run(&["prune", "-f"]).ok().to_string();
+    assert!(pruned.starts_with("Deleted Containers:\n"), "{pruned}");
+    assert_eq!(setup.container_dirs().len(), 1);
+    assert_eq!(setup.run(&["kill", &kept]).ok(), format!("{kept}\n"));
+    setup.wait_for(&["ps", "-a"], |ps| ps.contains("Exited (137)"));
+    // logs -f follows until the container exits.
+    let talker = setup.detach(&[], &["sh", "-c", "echo a; sleep 0.5; echo b >&2; echo c"]);
+    let followed = setup.run(&["logs", "-f", &talker]);
+    assert_eq!(
+        (followed.stdout.as_str(), followed.stderr.as_str()),
+        ("a\nc\n", "b\n")
+    );
+    setup.run(&["rm", &talker]).ok();
+    // A command that cannot run: docker's code and message, at once.
+    let image = setup.image();
+    let missing = setup.run(&["run", "-d", "--rm", &image, "nosuchcmd"]);
+    assert_eq!(
+        missing.fails_with(127),
+        r#"run: exec: "nosuchcmd": executable file not found in $PATH"#
+    );
+    // run -d --rm: the monitor removes it when it exits.
+    setup.run(&["rm", &kept]).ok();
+    setup.detach(&["--rm"], &["true"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !setup.container_dirs().is_empty() {
+        assert!(Instant::now() < deadline, "run -d --rm left its container");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_nothing_left(&setup);
+}
+
+#[test]
+fn exec_joins_a_running_container() {
+    if !support::require_root("exec_joins_a_running_container") {
+        return;
+    }
+    let setup = Setup::new();
+    let id = setup.detach(&["--hostname", "box", "--name", "box"], &["sleep", "1000"]);
+    // The container's processes: its sleep as PID 1, and ps itself.
+    let ps = setup
+        .run(&["exec", "box", "ps", "-o", "pid,comm"])
+        .ok()
+        .to_string();
+    let rows: Vec<Vec<&str>> = ps
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{ps}");
+    assert_eq!(rows[0], ["1", "sleep"], "{ps}");
+    assert_eq!(rows[1][1], "ps", "{ps}");
+    assert_eq!(setup.run(&["exec", &id[..12], "hostname"]).ok(), "box\n");
+    // Its environment, -e, -w, -u, and the command's own exit code.
+    let out = setup.run(&[
+        "exec",
+        "-e",
+        "X=1",
+        "-w",
+        "/tmp",
+        "-u",
+        "1000",
+        "box",
+        "sh",
+        "-c",
+        "echo $X $HOSTNAME; pwd; id -u; grep CapEff /proc/self/status; exit 5",
+    ]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert_eq!(out.stdout, "1 box\n/tmp\n1000\nCapEff:\t0000000000000000\n");
+    let caps = setup.run(&[
+        "exec",
+        "box",
+        "grep",
+        "-E",
+        "^(CapEff|NoNewPrivs)",
+        "/proc/self/status",
+    ]);
+    assert_eq!(caps.ok(), "CapEff:\t00000000a80425fb\nNoNewPrivs:\t1\n");
+    setup.run(&["exec", "box", "nosuchcmd"]).fails_with(127);
+    setup.run(&["rm", "-f", "box"]).ok();
+    setup.run(&["exec", "box", "true"]).fails_with(1);
+    assert_nothing_left(&setup);
+}
+
+#[test]
+fn stop_waits_for_a_term_trap_and_kills_what_ignores_it() {
+    if !support::require_root("stop_waits_for_a_term_trap_and_kills_what_ignores_it") {
+        return;
+    }
+    let setup = Setup::new();
+    let polite = setup.detach(
+        &[],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while true; do sleep 0.05; done",
+        ],
+    );
+    // PID 1 without a TERM handler: the kernel drops the signal.
+    let stubborn = setup.detach(&[], &["sleep", "1000"]);
+    let started = Instant::now();
+    setup.run(&["stop", "-t", "1", &polite]).ok();
+    assert!(started.elapsed() < Duration::from_millis(900));
+    let started = Instant::now();
+    setup.run(&["stop", "-t", "1", &stubborn]).ok();
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(setup.state(&polite)["exit_code"], 0);
+    assert_eq!(setup.state(&stubborn)["exit_code"], 137);
+    setup.run(&["rm", &polite, &stubborn]).ok();
+    assert_nothing_left(&setup);
+}
+
+#[test]
+fn twenty_detached_containers_at_once_then_rm_f_leaves_nothing() {
+    if !support::require_root("twenty_detached_containers_at_once_then_rm_f_leaves_nothing") {
+        return;
+    }
+    let setup = Setup::new();
+    setup.run(&["pull", "-q", &setup.image()]).ok();
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let setup = &setup;
+                s.spawn(move || setup.detach(&["--name", &format!("c{i}")], &["sleep", "1000"]))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut distinct = ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 20);
+    let again = setup.run(&["run", "-d", "--name", "c7", &setup.image(), "true"]);
+    assert!(
+        again.fails_with(125).contains("already in use"),
+        "{}",
+        again.stderr
+    );
+    let pids: Vec<i64> = ids
+        .iter()
+        .map(|id| setup.state(id)["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(setup.run(&["ps", "-q"]).ok().lines().count(), 20);
+    let mut args = vec!["rm", "-f"];
+    args.extend(ids.iter().map(String::as_str));
+    assert_eq!(setup.run(&args).ok().lines().count(), 20);
+    assert_nothing_left(&setup);
+    for pid in pids {
+        assert!(!process_alive(pid), "container process {pid} still alive");
+    }
+}
+
+#[test]
+fn rm_f_cleans_up_after_a_killed_monitor() {
+    if !support::require_root("rm_f_cleans_up_after_a_killed_monitor") {
+        return;
+    }
+    let setup = Setup::new();
+    let id = setup.detach(&[], &["sh", "-c", "sleep 1000 & sleep 1000"]);
+    let state = setup.state(&id);
+    let monitor = state["monitor_pid"].as_i64().expect("a monitor PID");
+    let pid = state["pid"].as_i64().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The container still runs: ps says so, and exec still works.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(setup.run(&["ps"]).ok().contains("Up "));
+    // Its PID 1 killed behind the engine's back: not "Up" forever.
+    let id2 = setup.detach(&[], &["sleep", "1000"]);
+    let monitor2 = setup.state(&id2)["monitor_pid"].as_i64().unwrap();
+    let pid2 = setup.state(&id2)["pid"].as_i64().unwrap();
+    for p in [monitor2, pid2] {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    setup.wait_for(&["ps", "-q"], |ps| ps == format!("{}\n", &id[..12]));
+    assert!(setup.run(&["ps", "-a"]).ok().contains("Exited (255)"));
+    // stop records the exit itself when no monitor is left to do it.
+    setup.run(&["stop", "-t", "1", &id]).ok();
+    assert_eq!(setup.state(&id)["status"], "exited");
+    assert_eq!(setup.state(&id)["exit_code"], 137);
+    assert_eq!(
+        mounts_under(&setup.containers().join(&id)),
+        Vec::<String>::new()
+    );
+    assert_eq!(setup.run(&["rm", "-f", &id, &id2]).ok().lines().count(), 2);
+    assert_nothing_left(&setup);
+    assert!(!process_alive(pid));
+    assert!(!process_alive(pid2));
+}
+
+#[test]
+fn a_relative_root_works_from_any_directory() {
+    if !support::require_root("a_relative_root_works_from_any_directory") {
+        return;
+    }
+    let setup = Setup::new();
+    let image = setup.image();
+    let cwd = support::TempDir::new("relative-root");
+    let out = Run::from_output(
+        setup
+            .engine
+            .command(BIN, &["--root", "rel", "run", "--rm", &image, "echo", "ok"])
+            .current_dir(cwd.path())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.ok(), "ok\n");
+    assert!(cwd.join("rel/images/index.json").exists());
+    assert_eq!(mounts_under(cwd.path()), Vec::<String>::new());
+}

@@ -28,7 +28,8 @@ pub struct GlobalArgs {
         global = true,
         env = "CRABBOX_ROOT",
         default_value = "/var/lib/crabbox",
-        value_name = "DIR"
+        value_name = "DIR",
+        value_parser = absolute_path
     )]
     pub root: PathBuf,
     /// Narrate every step with the shell command that does the same (also CRABBOX_EXPLAIN=1)
@@ -37,6 +38,12 @@ pub struct GlobalArgs {
     /// Reach this registry over plain HTTP (repeatable; also CRABBOX_INSECURE_REGISTRIES=a,b)
     #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+}
+
+/// The engine root is kept absolute: mounts and containers must not depend
+/// on the directory the command was started in.
+fn absolute_path(value: &str) -> std::result::Result<PathBuf, String> {
+    std::path::absolute(value).map_err(|e| format!("{value}: {e}"))
 }
 
 impl GlobalArgs {

@@ -11,17 +11,23 @@
 //!    and `pivot_root` into the image's tree;
 //! 4. [`capabilities`] and [`user`]: root, cut down; or another user;
 //! 5. [`process`]: clone, the gate, exec, signals (extension point: `Hooks`);
+//!    [`cgroups`]: resource limits; [`init`]: a tiny PID 1; [`pty`]: `-t`;
 //! 6. [`lifecycle`]: create, start, wait, delete, with state on disk.
 //!
 //! [`cli`] is the `run` command.
 
 pub mod capabilities;
+pub mod cgroups;
 pub mod cli;
 pub mod devices;
+pub mod exec;
+pub mod init;
 pub mod lifecycle;
+pub mod monitor;
 pub mod mounts;
 pub mod namespaces;
 pub mod pivot;
 pub mod process;
+pub mod pty;
 pub mod spec;
 pub mod user;

@@ -12,7 +12,13 @@
 //! upper/ work/  the container's writable layer (chapter 2's Rootfs)
 //! merged/       where its root filesystem is mounted while it runs
 //! hostname hosts resolv.conf   bind-mounted onto the container's /etc files
+//! lock          held while state.json is read, changed and rewritten
+//! <id>-json.log the output of a detached container (see `monitor`)
 //! ```
+//!
+//! A PID alone does not name a process for long (PIDs are reused), so
+//! `state.json` keeps each PID with its start time, and [`alive`] checks
+//! both: a container whose monitor was SIGKILLed is never "Up" forever.
 //!
 //! `docker run` is `create` + `start` + `wait` (the notes' point: a
 //! container runs as soon as it is created, and one that is not a service
@@ -54,6 +60,15 @@ pub struct State {
     pub exit_code: Option<i32>,
     pub started: Option<u64>,
     pub finished: Option<u64>,
+    /// When `pid` started, in clock ticks after boot (`/proc/PID/stat`
+    /// field 22): a PID can be reused, a PID *and* its start time cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
+    /// The monitor of a detached (`-d`) container, and its start time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_start: Option<u64>,
 }
 
 /// One container: its directory, config and root filesystem.
@@ -71,9 +86,15 @@ pub struct CreateOptions {
     pub overrides: Overrides,
     /// `-i`: keep stdin attached.
     pub stdin: bool,
+    /// `-t`: a pseudo-terminal for the container (see `pty`).
+    pub tty: bool,
+    /// `--init`: a tiny init as PID 1 (see `init`).
+    pub init: bool,
+    /// `--memory`, `--pids-limit`, `--cpus` (see `cgroups`).
+    pub resources: crate::cgroups::ResourceArgs,
 }
 
-fn now() -> u64 {
+pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -265,10 +286,13 @@ fn build_spec(
                 .or_else(|| run_config.user.clone())
                 .unwrap_or_default(),
             stdin: options.stdin,
+            tty: options.tty,
+            init: options.init,
         },
         hostname,
         namespaces: spec::NAMESPACES.iter().map(|s| s.to_string()).collect(),
         mounts,
+        resources: options.resources.resources(id)?,
     })
 }
 
@@ -297,6 +321,123 @@ pub fn read_state(dir: &Path) -> Result<State> {
     read_json(&dir.join("state.json"))
 }
 
+/// The container's lock (`ROOT/containers/<id>/lock`): every
+/// read-modify-write of `state.json` holds it, so the monitor recording an
+/// exit and `stop` or `rm` never lose each other's changes.
+pub fn lock(dir: &Path) -> Result<durable::Lock> {
+    durable::lock(&dir.join("lock"))
+}
+
+/// Reads, changes and rewrites `state.json` atomically, under the lock.
+pub fn update_state(dir: &Path, change: impl FnOnce(&mut State)) -> Result<State> {
+    let _lock = lock(dir)?;
+    let mut state = read_state(dir).unwrap_or_default();
+    change(&mut state);
+    set_state(dir, &state)?;
+    Ok(state)
+}
+
+/// When process `pid` started (ticks after boot), or `None` when there is
+/// no such process or it is a zombie (dead, waiting to be reaped).
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (comm) S ppid …": comm may hold spaces; fields follow the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// Is `pid` alive and still the process that started at `start`?
+pub fn alive(pid: Option<i32>, start: Option<u64>) -> bool {
+    match (pid, start) {
+        (Some(pid), Some(start)) => start_time(pid) == Some(start),
+        (Some(pid), None) => start_time(pid).is_some(),
+        _ => false,
+    }
+}
+
+/// The state as it really is: a "running" container whose PID 1 is gone
+/// without anyone recording it (its monitor was SIGKILLed, the machine
+/// rebooted) is shown exited, with code 255 as docker does after a crash.
+pub fn effective_state(dir: &Path) -> State {
+    let mut state = read_state(dir).unwrap_or_default();
+    if state.status == "running" && !alive(state.pid, state.pid_start) {
+        // The monitor may be writing the real exit code right now.
+        if alive(state.monitor_pid, state.monitor_start) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            state = read_state(dir).unwrap_or_default();
+            if state.status != "running" {
+                return state;
+            }
+        }
+        state.status = "exited".into();
+        state.exit_code = Some(255);
+        state.pid = None;
+    }
+    state
+}
+
+/// A container found on disk: its directory and config.
+pub struct Found {
+    pub dir: PathBuf,
+    pub config: Config,
+}
+
+/// Finds a container as docker does: full ID, then name, then a unique
+/// ID prefix. Docker's message (exit code 1) when there is none.
+pub fn find(root: &Path, wanted: &str) -> Result<Found> {
+    let configs = list(root);
+    let found = |config: &Config| Found {
+        dir: containers_dir(root).join(&config.id),
+        config: config.clone(),
+    };
+    if let Some(c) = configs.iter().find(|c| c.id == wanted).or_else(|| {
+        configs
+            .iter()
+            .find(|c| c.name == wanted.trim_start_matches('/'))
+    }) {
+        return Ok(found(c));
+    }
+    let matches: Vec<&Config> = if wanted.is_empty() {
+        vec![]
+    } else {
+        configs
+            .iter()
+            .filter(|c| c.id.starts_with(wanted))
+            .collect()
+    };
+    match matches.as_slice() {
+        [one] => Ok(found(one)),
+        [] => Err(Error::new(format!("No such container: {wanted}")).with_exit_code(1)),
+        _ => Err(Error::new(format!(
+            "multiple containers found with the ID prefix {wanted:?} — give more digits"
+        ))
+        .with_exit_code(1)),
+    }
+}
+
+/// Removes a container from what is on disk alone (no `Rootfs` in
+/// memory: its image may even be gone): unmount its root filesystem if
+/// still mounted, its cgroup, its layer-user record, its directory.
+/// The caller has made sure nothing of it runs any more.
+pub fn remove_from_disk(root: &Path, found: &Found) -> Result<()> {
+    explain::step(
+        &format!("remove container {}", &found.config.id[..12]),
+        Some(&format!("rm -rf {}", found.dir.display())),
+    );
+    let merged = found.dir.join("merged");
+    if ch02_layers::overlay::is_mounted(&merged) {
+        ch02_layers::overlay::unmount(&merged)?;
+    }
+    if let Some(resources) = &found.config.spec.resources {
+        crate::cgroups::remove(resources)?;
+    }
+    ch02_layers::layer_store::LayerStore::open(root)?.unregister_user(&found.dir)?;
+    ch02_layers::unpack::remove_any(&found.dir)
+}
+
 // ANCHOR: start
 /// Starts the container: mounts its root filesystem and spawns its PID 1
 /// (running `hooks.after_create` at the gate). Returns once the command
@@ -309,6 +450,7 @@ pub fn start(container: &Container, hooks: &mut dyn Hooks) -> Result<Pid> {
             let running = State {
                 status: "running".into(),
                 pid: Some(pid.as_raw()),
+                pid_start: start_time(pid.as_raw()),
                 started: Some(now()),
                 ..State::default()
             };
@@ -333,20 +475,25 @@ pub fn start(container: &Container, hooks: &mut dyn Hooks) -> Result<Pid> {
 /// `hooks.after_stop`, unmounts the root filesystem and records the exit
 /// code, docker's way.
 pub fn wait(container: &Container, pid: Pid, hooks: &mut dyn Hooks) -> Result<i32> {
-    let started = read_state(&container.dir)?.started;
     let code = process::wait(pid)?;
+    finish(container, code, hooks)
+}
+
+/// What follows the exit of PID 1 (reaped, with docker's exit `code`):
+/// `hooks.after_stop`, unmount, and "exited" recorded under the lock.
+/// The foreground `run` and the monitor of `run -d` both end here.
+pub fn finish(container: &Container, code: i32, hooks: &mut dyn Hooks) -> Result<i32> {
     let stopped = hooks.after_stop();
     // The container's own mounts died with its mount namespace; the
     // overlay was mounted from here, so it is unmounted from here.
     container.rootfs.unmount()?;
-    let exited = State {
-        status: "exited".into(),
-        exit_code: Some(code),
-        started,
-        finished: Some(now()),
-        pid: None,
-    };
-    set_state(&container.dir, &exited)?;
+    update_state(&container.dir, |state| {
+        state.status = "exited".into();
+        state.exit_code = Some(code);
+        state.finished = Some(now());
+        state.pid = None;
+        state.pid_start = None;
+    })?;
     stopped?;
     Ok(code)
 }
@@ -362,6 +509,9 @@ pub fn delete(container: Container) -> Result<()> {
         Some(&format!("rm -rf {}", container.dir.display())),
     );
     let dir = container.dir.clone();
+    if let Some(resources) = &container.config.spec.resources {
+        crate::cgroups::remove(resources)?;
+    }
     container.rootfs.remove()?;
     ch02_layers::unpack::remove_any(&dir)
 }

@@ -1,7 +1,7 @@
 //! `ch03-run`: the commands of chapters 01 and 02 plus `run`: a real
 //! container, in its own namespaces, on its own root filesystem.
 
-use ch01_images::cli::{self as images_cli, GlobalArgs};
+use ch01_images::cli::{self as images_cli, GlobalArgs, ImageCommand};
 use ch02_layers::cli as layers_cli;
 use ch03_run::cli::{self as run_cli, RunCommand};
 use clap::{Parser, Subcommand};
@@ -35,6 +35,14 @@ fn main() {
     let args: Cli = images_cli::parse_args();
     args.globals.apply();
     match args.command {
+        // `inspect` is chapter 1's, for images; here a container comes
+        // first, then an image, as with docker.
+        Command::Earlier(layers_cli::Command::Images(ImageCommand::Inspect { images })) => {
+            match run_cli::inspect(&args.globals, &images) {
+                Ok(code) => std::process::exit(code),
+                Err(e) => images_cli::exit_with("inspect", Err(e)),
+            }
+        }
         Command::Earlier(command) => {
             let name = command.name();
             images_cli::exit_with(name, layers_cli::run_command(command, &args.globals))

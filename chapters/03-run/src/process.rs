@@ -113,7 +113,7 @@ fn watched_signals() -> SigSet {
 }
 
 /// How many threads this process has (from /proc/self/task).
-fn thread_count() -> usize {
+pub(crate) fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count())
 }
 
@@ -151,9 +151,26 @@ fn spawn_gated(spec: &ContainerSpec, hooks: &mut dyn Hooks) -> Result<Pid> {
         "create the container's process in new namespaces; it is PID 1 in its PID namespace",
         Some(&namespaces::unshare_command(&spec.namespaces)),
     );
+    if let Some(resources) = &spec.resources {
+        crate::cgroups::create(resources)?;
+    }
+    // -t: the container sends its terminal's master back on this socket.
+    let tty_sockets = if spec.process.tty {
+        Some(crate::pty::socket_pair()?)
+    } else {
+        None
+    };
     let mut stack = vec![0u8; 1024 * 1024];
-    let child_fds = (sync_read.as_raw_fd(), report_write.as_raw_fd());
-    let parent_fds = (sync_write.as_raw_fd(), report_read.as_raw_fd());
+    let child_fds = (
+        sync_read.as_raw_fd(),
+        report_write.as_raw_fd(),
+        tty_sockets.as_ref().map(|(_, child)| child.as_raw_fd()),
+    );
+    let parent_fds = (
+        sync_write.as_raw_fd(),
+        report_read.as_raw_fd(),
+        tty_sockets.as_ref().map(|(parent, _)| parent.as_raw_fd()),
+    );
     let callback = Box::new(|| child_main(spec, child_fds, parent_fds));
     // SAFETY: the process is single-threaded (checked above), and without
     // CLONE_VM the child gets its own copy of memory, as with fork.
@@ -169,8 +186,15 @@ fn spawn_gated(spec: &ContainerSpec, hooks: &mut dyn Hooks) -> Result<Pid> {
     // The child's ends belong to the child now.
     drop(sync_read);
     drop(report_write);
+    let tty_socket = tty_sockets.map(|(parent, _child)| parent);
 
-    if let Err(e) = hooks.after_create(pid) {
+    // Into the cgroup while it still waits at the gate: nothing it runs
+    // escapes the limits.
+    let in_cgroup = match &spec.resources {
+        Some(resources) => crate::cgroups::add(resources, pid),
+        None => Ok(()),
+    };
+    if let Err(e) = in_cgroup.and_then(|()| hooks.after_create(pid)) {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
         return Err(e);
@@ -179,6 +203,15 @@ fn spawn_gated(spec: &ContainerSpec, hooks: &mut dyn Hooks) -> Result<Pid> {
     let mut gate = std::fs::File::from(sync_write);
     let _ = gate.write_all(b"go");
     drop(gate);
+
+    if let Some(socket) = &tty_socket {
+        // The terminal's master arrives once the container made it (or
+        // the socket closes if its setup failed: the report says why).
+        if let Some(master) = crate::pty::receive_master(socket) {
+            crate::pty::keep_master(master, spec.process.stdin);
+        }
+    }
+    drop(tty_socket);
 
     // End of file: the command was exec'd. Anything else: why it was not.
     let mut report = String::new();
@@ -198,6 +231,9 @@ fn spawn_gated(spec: &ContainerSpec, hooks: &mut dyn Hooks) -> Result<Pid> {
 /// signal N killed it.
 pub fn wait(pid: Pid) -> Result<i32> {
     let watched = watched_signals();
+    if let Some((master, stdin)) = crate::pty::take_master() {
+        return crate::pty::relay(master, pid, stdin, &watched);
+    }
     let code = loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => break code,
@@ -226,12 +262,12 @@ pub fn wait(pid: Pid) -> Result<i32> {
 }
 // ANCHOR_END: wait
 
-fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::new(format!("pipe: {e}")))
 }
 
 /// Why the child could not become the command: an exit code and a message.
-struct Failure(i32, String);
+pub(crate) struct Failure(pub(crate) i32, pub(crate) String);
 
 impl From<String> for Failure {
     fn from(message: String) -> Failure {
@@ -243,14 +279,17 @@ impl From<String> for Failure {
 /// on failure reports through the report pipe and exits.
 fn child_main(
     spec: &ContainerSpec,
-    (sync_read, report_write): (RawFd, RawFd),
-    parent_fds: (RawFd, RawFd),
+    (sync_read, report_write, tty_socket): (RawFd, RawFd, Option<RawFd>),
+    parent_fds: (RawFd, RawFd, Option<RawFd>),
 ) -> isize {
     // SAFETY: these are copies of the parent's descriptors in our own
     // descriptor table; closing them does not touch the parent's.
     unsafe {
         libc::close(parent_fds.0);
         libc::close(parent_fds.1);
+        if let Some(fd) = parent_fds.2 {
+            libc::close(fd);
+        }
     }
     let mut gate = [0u8; 2];
     // SAFETY: reading into a buffer we own.
@@ -258,7 +297,7 @@ fn child_main(
         // The parent went away (or a hook failed) before opening the gate.
         unsafe { libc::_exit(125) };
     }
-    let Failure(code, message) = match setup_and_exec(spec) {
+    let Failure(code, message) = match setup_and_exec(spec, tty_socket) {
         Ok(never) => match never {},
         Err(failure) => failure,
     };
@@ -272,7 +311,10 @@ fn child_main(
 // ANCHOR: setup
 /// Everything the container's PID 1 does before it becomes the command,
 /// in this order.
-fn setup_and_exec(spec: &ContainerSpec) -> Result<std::convert::Infallible, Failure> {
+fn setup_and_exec(
+    spec: &ContainerSpec,
+    tty_socket: Option<RawFd>,
+) -> Result<std::convert::Infallible, Failure> {
     // Our own session: the terminal's Ctrl-C goes to `run`, which forwards it.
     let _ = nix::unistd::setsid();
     mounts::make_private()?;
@@ -280,6 +322,10 @@ fn setup_and_exec(spec: &ContainerSpec) -> Result<std::convert::Infallible, Fail
         mounts::apply(&spec.rootfs, m)?;
     }
     devices::populate(&spec.rootfs.join("dev"))?;
+    let terminal = match tty_socket {
+        Some(socket) => Some(crate::pty::open_in_container(&spec.rootfs, socket)?),
+        None => None,
+    };
     if spec.namespaces.iter().any(|n| n == "network") {
         explain::step(
             "bring up the loopback interface of the new network namespace",
@@ -296,6 +342,9 @@ fn setup_and_exec(spec: &ContainerSpec) -> Result<std::convert::Infallible, Fail
     }
     pivot::pivot_root(&spec.rootfs)?;
     mounts::mask_and_protect()?;
+    if let Some(slave) = terminal {
+        crate::pty::make_controlling(slave)?;
+    }
 
     let process = &spec.process;
     let ids = user::resolve(&process.user, Path::new("/etc"))?;
@@ -306,7 +355,7 @@ fn setup_and_exec(spec: &ContainerSpec) -> Result<std::convert::Infallible, Fail
     // docker creates a missing working directory.
     std::fs::create_dir_all(&process.cwd).map_err(|e| format!("mkdir {}: {e}", process.cwd))?;
     nix::unistd::chdir(process.cwd.as_str()).map_err(|e| format!("cd {}: {e}", process.cwd))?;
-    if !process.stdin {
+    if !process.stdin && !process.tty {
         redirect_stdin_from_null()?;
     }
 
@@ -336,6 +385,9 @@ fn setup_and_exec(spec: &ContainerSpec) -> Result<std::convert::Infallible, Fail
     nix::unistd::setuid(nix::unistd::Uid::from_raw(ids.uid))
         .map_err(|e| format!("setuid {}: {e}", ids.uid))?;
     capabilities::set_no_new_privs()?;
+    if process.init {
+        crate::init::fork_init()?;
+    }
 
     let program = find_executable(&process.args[0], &env)?;
     close_inherited_fds();
@@ -366,7 +418,7 @@ fn setup_and_exec(spec: &ContainerSpec) -> Result<std::convert::Infallible, Fail
 /// The raw `rt_sigaction` system call, because glibc's `signal()` refuses
 /// signals 32 and 33 (it keeps them for its threads), and those can arrive
 /// ignored too.
-fn reset_signal_dispositions() {
+pub(crate) fn reset_signal_dispositions() {
     /// The kernel's `struct sigaction` (not libc's): handler, flags,
     /// restorer, mask. All zero is SIG_DFL with nothing blocked.
     #[repr(C)]
@@ -408,7 +460,7 @@ fn join_ids(ids: &[u32]) -> String {
         .join(",")
 }
 
-fn redirect_stdin_from_null() -> Result<(), String> {
+pub(crate) fn redirect_stdin_from_null() -> Result<(), String> {
     let null = std::fs::File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
     nix::unistd::dup2(null.as_raw_fd(), 0).map_err(|e| format!("stdin from /dev/null: {e}"))?;
     Ok(())
@@ -419,7 +471,7 @@ fn redirect_stdin_from_null() -> Result<(), String> {
 /// engine (or whoever started it) had open leaks into the container.
 /// `close_range(3, ~0, CLOSE_RANGE_CLOEXEC)` does it in one call; the
 /// report pipe is among them, and closing at exec is exactly its job.
-fn close_inherited_fds() {
+pub(crate) fn close_inherited_fds() {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: a system call with integer arguments.
     let done =
@@ -444,7 +496,7 @@ fn close_inherited_fds() {
 // ANCHOR: exec
 /// Finds `name` as a shell would: a name with a `/` is a path, any other
 /// name is looked up in the container's PATH (from its env, not ours).
-fn find_executable(name: &str, env: &[String]) -> Result<PathBuf, Failure> {
+pub(crate) fn find_executable(name: &str, env: &[String]) -> Result<PathBuf, Failure> {
     if name.contains('/') {
         return Ok(PathBuf::from(name));
     }
@@ -467,7 +519,7 @@ fn find_executable(name: &str, env: &[String]) -> Result<PathBuf, Failure> {
 /// never returns. Docker's codes on failure: 127 when the file does not
 /// exist, 126 when it exists but cannot be run (not executable, not a
 /// program, a directory).
-fn exec(
+pub(crate) fn exec(
     program: &Path,
     args: &[String],
     env: &[String],

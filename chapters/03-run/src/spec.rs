@@ -34,6 +34,24 @@ pub struct ContainerSpec {
     pub namespaces: Vec<String>,
     /// Mounts made inside the new mount namespace, in order (see module doc).
     pub mounts: Vec<Mount>,
+    /// Resource limits (`--memory`, `--pids-limit`, `--cpus`), enforced by a
+    /// cgroup the engine makes before the container starts (see `cgroups`).
+    /// `None`: no limits, and no cgroup of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+}
+
+/// Limits on what the container may use, and the cgroup that applies them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Resources {
+    /// The cgroup, relative to each hierarchy's root: `crabbox/<id>`.
+    pub cgroup: String,
+    /// `--memory`: bytes of RAM (swap is capped to the same, so a hog is killed).
+    pub memory: Option<u64>,
+    /// `--pids-limit`: how many processes and threads at most.
+    pub pids: Option<u64>,
+    /// `--cpus`: how many CPUs' worth of time per period (0.5 = half of one).
+    pub cpus: Option<f64>,
 }
 
 /// The process that runs as PID 1 of the container.
@@ -49,6 +67,14 @@ pub struct Process {
     pub user: String,
     /// Keep the caller's stdin (`-i`); otherwise the container reads /dev/null.
     pub stdin: bool,
+    /// `-t`: the process gets a new pseudo-terminal as stdin, stdout and
+    /// stderr, and as its controlling terminal (see `pty`).
+    #[serde(default)]
+    pub tty: bool,
+    /// `--init`: a tiny init runs as PID 1 and the command as its child
+    /// (see `init`).
+    #[serde(default)]
+    pub init: bool,
 }
 
 /// One mount, as `mount -t FSTYPE -o OPTIONS SOURCE DESTINATION` would do it.

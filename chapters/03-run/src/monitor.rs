@@ -1,0 +1,330 @@
+//! `run -d`: a small monitor process keeps the container company after
+//! `run` has returned, as `containerd-shim` (or podman's `conmon`) does.
+//!
+//! ```text
+//!  run -d (caller)        fork ─▶ A: setsid, fork ─▶ B: the monitor   (A exits at once:
+//!  waits for B's report ◀────────────────────────── "ok" once PID 1 runs   B is nobody's child
+//!  prints the ID, exits 0                           │                       but init's)
+//!                                                   ├─ container's stdout/stderr ─▶ pipes ─▶ <id>-json.log
+//!                                                   ├─ waitpid(PID 1): the exit code
+//!                                                   └─ "exited" into state.json (under the lock),
+//!                                                      unmount, and everything removed with --rm
+//! ```
+//!
+//! The double fork and `setsid` cut every tie to the caller: no terminal,
+//! not a child of `run` (which has exited), stdio on /dev/null. The log is
+//! docker's `json-file` format, one JSON object per line:
+//! `{"log":"hello\n","stream":"stdout","time":"2026-11-28T06:30:00.123456789Z"}`.
+
+use crate::lifecycle::{self, Container};
+use crate::process::{self, NarrateHooks};
+use ch01_images::error::{Error, Result};
+use ch01_images::explain;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// `ROOT/containers/<id>/<id>-json.log`.
+pub fn log_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}-json.log"))
+}
+
+// ANCHOR: detach
+/// Starts the created container under a monitor that outlives us.
+/// Returns once its PID 1 runs (or with the reason it could not, and
+/// docker's exit code). With `auto_remove` the monitor removes the
+/// container when it exits (`run -d --rm`).
+pub fn start_detached(container: Container, auto_remove: bool) -> Result<()> {
+    if process::thread_count() != 1 {
+        return Err(Error::new(
+            "internal error: the engine has threads running; fork needs a single-threaded process",
+        ));
+    }
+    let (report_read, report_write) = process::pipe()?;
+    explain::step(
+        "start a monitor process in its own session (double fork + setsid): it holds the container's PID 1, keeps its logs and records its exit",
+        Some("setsid --fork …   # stdio on /dev/null, logs to <id>-json.log"),
+    );
+    // SAFETY: single-threaded (checked above): the child may do anything.
+    match unsafe { fork() }.map_err(|e| Error::new(format!("fork: {e}")))? {
+        ForkResult::Child => {
+            drop(report_read);
+            let _ = nix::unistd::setsid();
+            // SAFETY: still single-threaded.
+            match unsafe { fork() } {
+                Ok(ForkResult::Child) => monitor_main(container, report_write, auto_remove),
+                _ => unsafe { libc::_exit(0) },
+            }
+        }
+        ForkResult::Parent { child } => {
+            drop(report_write);
+            let _ = waitpid(child, None);
+            let mut report = String::new();
+            let _ = File::from(report_read).read_to_string(&mut report);
+            match report.split_once('\n') {
+                Some(("ok", _)) => Ok(()),
+                Some((code, message)) => {
+                    Err(Error::new(message.to_string()).with_exit_code(code.parse().unwrap_or(125)))
+                }
+                None => Err(Error::new(
+                    "the monitor process died before the container started",
+                )),
+            }
+        }
+    }
+}
+// ANCHOR_END: detach
+
+/// The monitor: never returns.
+fn monitor_main(container: Container, report: OwnedFd, auto_remove: bool) -> ! {
+    // SAFETY: ignoring a signal is always sound (the container's PID 1
+    // gets every disposition reset before exec).
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let mut report = Some(File::from(report));
+    if let Err(e) = monitor(&container, &mut report) {
+        // Before "ok" the caller reads this; after, nobody does.
+        if let Some(mut report) = report.take() {
+            let _ = write!(report, "{}\n{}", e.exit_code(), e.message());
+        }
+    }
+    if auto_remove {
+        let _ = lifecycle::delete(container);
+    }
+    // SAFETY: ends this process without running the caller's atexit code.
+    unsafe { libc::_exit(0) }
+}
+
+fn dup2(from: &impl AsRawFd, to: i32) -> Result<()> {
+    nix::unistd::dup2(from.as_raw_fd(), to)
+        .map(|_| ())
+        .map_err(|e| Error::new(format!("dup2: {e}")))
+}
+
+// ANCHOR: monitor
+fn monitor(container: &Container, report: &mut Option<File>) -> Result<i32> {
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| Error::new(format!("/dev/null: {e}")))?;
+    dup2(&null, 0)?;
+    // The caller's stderr, kept only to pass on the --explain narration.
+    let caller_stderr = File::from(
+        nix::unistd::dup(2)
+            .map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+            .map_err(|e| Error::new(format!("dup: {e}")))?,
+    );
+    // The container's stdout and stderr are pipes read here.
+    let (out_read, out_write) = process::pipe()?;
+    let (err_read, err_write) = process::pipe()?;
+    dup2(&out_write, 1)?;
+    dup2(&err_write, 2)?;
+    drop(out_write);
+    drop(err_write);
+    let started = lifecycle::start(container, &mut NarrateHooks);
+    // From here on only the container writes to the pipes.
+    dup2(&null, 1)?;
+    dup2(&null, 2)?;
+    let mut log = Log::open(&log_path(&container.dir, &container.config.id))?;
+    // Everything narrated before exec is at the head of the stderr pipe:
+    // it goes to the caller, the rest to the log.
+    pass_on_narration(&err_read, caller_stderr, &mut log);
+    let pid = started?;
+    // Like any daemon, keep no directory of the caller's busy (it could
+    // not be unmounted while we live), unless our paths are relative to it.
+    if container.dir.is_absolute() {
+        let _ = nix::unistd::chdir("/");
+    }
+    lifecycle::update_state(&container.dir, |state| {
+        state.monitor_pid = Some(std::process::id() as i32);
+        state.monitor_start = lifecycle::start_time(std::process::id() as i32);
+    })?;
+    // "ok", and the caller (reading until end of file) is free to go.
+    if let Some(mut report) = report.take() {
+        let _ = writeln!(report, "ok");
+    }
+    let code = pump(pid, [out_read, err_read], &mut log)?;
+    lifecycle::finish(container, code, &mut NarrateHooks)
+}
+// ANCHOR_END: monitor
+
+/// Copies the container's output into the log until both pipes close and
+/// PID 1 is reaped. Returns docker's exit code (128+N for signal N).
+fn pump(pid: Pid, pipes: [OwnedFd; 2], log: &mut Log) -> Result<i32> {
+    let mut open = [true, true];
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut status = None;
+    while open.iter().any(|o| *o) {
+        let mut fds: Vec<PollFd> = pipes
+            .iter()
+            .zip(open)
+            .filter(|(_, o)| *o)
+            .map(|(p, _)| PollFd::new(p.as_fd(), PollFlags::POLLIN))
+            .collect();
+        let ready = poll(&mut fds, PollTimeout::from(500u16)).unwrap_or(0);
+        let revents: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        let mut k = 0;
+        for i in 0..2 {
+            if !open[i] {
+                continue;
+            }
+            if revents[k] {
+                match nix::unistd::read(pipes[i].as_raw_fd(), &mut buf) {
+                    Ok(0) | Err(_) => open[i] = false,
+                    Ok(n) => log.write(STREAMS[i], &buf[..n]),
+                }
+            }
+            k += 1;
+        }
+        if ready == 0 && status.is_none() {
+            // Quiet pipes: has PID 1 exited while something still holds them?
+            if let Some(code) = exit_code(waitpid(pid, Some(WaitPidFlag::WNOHANG))) {
+                status = Some(code);
+                break;
+            }
+        }
+    }
+    match status {
+        Some(code) => Ok(code),
+        None => loop {
+            if let Some(code) = exit_code(waitpid(pid, None)) {
+                break Ok(code);
+            }
+        },
+    }
+}
+
+fn exit_code(status: nix::Result<WaitStatus>) -> Option<i32> {
+    match status {
+        Ok(WaitStatus::Exited(_, code)) => Some(code),
+        Ok(WaitStatus::Signaled(_, signal, _)) => Some(128 + signal as i32),
+        Err(_) => Some(255),
+        _ => None,
+    }
+}
+
+const STREAMS: [&str; 2] = ["stdout", "stderr"];
+
+/// Moves the `[explain]` lines at the head of the container's stderr pipe
+/// to the caller's stderr (non-blocking: only what is there already).
+fn pass_on_narration(err_read: &OwnedFd, mut caller: File, log: &mut Log) {
+    if !explain::enabled() {
+        return;
+    }
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let mut fds = [PollFd::new(err_read.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) == 0 {
+            break;
+        }
+        match nix::unistd::read(err_read.as_raw_fd(), &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+        }
+    }
+    let mut narrated = 0;
+    for line in pending.split_inclusive(|b| *b == b'\n') {
+        if !line.starts_with(b"[explain]") || !line.ends_with(b"\n") {
+            break;
+        }
+        narrated += line.len();
+    }
+    let _ = caller.write_all(&pending[..narrated]);
+    if narrated < pending.len() {
+        log.write("stderr", &pending[narrated..]);
+    }
+}
+
+/// The container's log, docker's `json-file` format.
+pub struct Log {
+    file: File,
+}
+
+/// One line of the log.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Entry {
+    pub log: String,
+    pub stream: String,
+    pub time: String,
+}
+
+impl Log {
+    pub fn open(path: &Path) -> Result<Log> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::new(format!("opening {}: {e}", path.display())))?;
+        Ok(Log { file })
+    }
+
+    /// One entry per line, as docker writes them (a last piece without a
+    /// newline is an entry of its own).
+    pub fn write(&mut self, stream: &str, bytes: &[u8]) {
+        let time = rfc3339_nanos(std::time::SystemTime::now());
+        let mut out = Vec::new();
+        for piece in bytes.split_inclusive(|b| *b == b'\n') {
+            let entry = Entry {
+                log: String::from_utf8_lossy(piece).into_owned(),
+                stream: stream.to_string(),
+                time: time.clone(),
+            };
+            serde_json::to_writer(&mut out, &entry).expect("serializes");
+            out.push(b'\n');
+        }
+        let _ = self.file.write_all(&out);
+    }
+}
+
+/// `2026-11-28T06:30:00.123456789Z`, as docker writes times.
+pub fn rfc3339_nanos(time: std::time::SystemTime) -> String {
+    let since = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, rest) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        since.subsec_nanos()
+    )
+}
+
+/// Seconds since the epoch as RFC 3339 (for `inspect`).
+pub fn rfc3339(secs: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    rfc3339_nanos(t).replace(".000000000Z", "Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_847_400), "2026-11-28T06:30:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,346 @@
+//! `-t`: a pseudo-terminal for the container.
+//!
+//! A terminal is a pair of ends: programs read and write the *slave*
+//! (`/dev/pts/N`), which behaves like a real terminal (line editing,
+//! echo, Ctrl-C turning into SIGINT, a window size); whoever holds the
+//! *master* plays the keyboard and the screen. With `-t`:
+//!
+//! * the container's PID 1 opens a new pair in the container's own devpts
+//!   (so `tty` inside says `/dev/pts/0`), binds the slave over
+//!   `/dev/console`, and sends the master to the engine through a Unix
+//!   socket (`SCM_RIGHTS` passes a file descriptor between processes);
+//! * it makes the slave its stdin, stdout and stderr, and its
+//!   *controlling terminal* (`setsid` + `ioctl(TIOCSCTTY)`), so the shell
+//!   gets job control and Ctrl-C;
+//! * the engine puts the caller's terminal in *raw* mode (every key goes
+//!   through untouched; the container's terminal does the cooking), copies
+//!   its window size (again on every SIGWINCH), and copies bytes both ways
+//!   until the container exits, then restores the caller's terminal.
+//!
+//! This is what runc does for `docker run -it` (`--console-socket`).
+
+use ch01_images::error::{Error, Result};
+use ch01_images::explain;
+use clap::Args;
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::termios::{self, SetArg, Termios};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::Mutex;
+
+// ANCHOR: args
+/// `run`'s terminal flags (`-i` is `run`'s own).
+#[derive(Args, Clone, Debug, Default)]
+pub struct TerminalArgs {
+    /// Allocate a pseudo-terminal for the container (with -i: an interactive shell)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Run a tiny init as PID 1 that forwards signals and reaps zombies
+    #[arg(long)]
+    pub init: bool,
+}
+// ANCHOR_END: args
+
+/// The master of the running container's terminal, between `spawn` (which
+/// receives it) and `wait` (which relays it).
+/// With it, whether the caller's stdin is copied in (`-i`).
+static MASTER: Mutex<Option<(OwnedFd, bool)>> = Mutex::new(None);
+
+/// Keeps the master (and the `-i` flag) for [`take_master`].
+pub fn keep_master(master: OwnedFd, stdin: bool) {
+    *MASTER.lock().unwrap_or_else(|e| e.into_inner()) = Some((master, stdin));
+}
+
+/// The master received by the last `spawn`, if it had a terminal.
+pub fn take_master() -> Option<(OwnedFd, bool)> {
+    MASTER.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
+/// A connected pair of Unix sockets (close-on-exec), to pass the master.
+pub fn socket_pair() -> Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::new(format!("socketpair: {e}")))
+}
+
+// ANCHOR: open
+/// In the container, before `pivot_root` (`rootfs` is where the new root
+/// is): opens a new terminal pair in the container's devpts, binds the
+/// slave over /dev/console, sends the master through `socket`. Returns the
+/// slave, for [`make_controlling`] once the root is pivoted.
+pub fn open_in_container(rootfs: &Path, socket: RawFd) -> Result<OwnedFd, String> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    let ptmx = rootfs.join("dev/pts/ptmx");
+    explain::step(
+        "-t: open a new pseudo-terminal in the container's own /dev/pts",
+        Some("exec 3<>/dev/pts/ptmx   # the master; the slave is /dev/pts/0"),
+    );
+    let master = open(
+        &ptmx,
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("open {}: {e}", ptmx.display()))?;
+    // SAFETY: `open` returned a new descriptor that we own.
+    let master = unsafe { OwnedFd::from_raw_fd(master) };
+    let mut unlock: libc::c_int = 0;
+    let mut number: libc::c_uint = 0;
+    // SAFETY: ioctls on a ptmx descriptor with pointers to integers we own.
+    unsafe {
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &mut unlock) != 0
+            || libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut number) != 0
+        {
+            return Err(format!(
+                "unlocking the terminal: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    let slave_path = rootfs.join(format!("dev/pts/{number}"));
+    let slave = open(
+        &slave_path,
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("open {}: {e}", slave_path.display()))?;
+    // SAFETY: as above.
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    let console = rootfs.join("dev/console");
+    if !console.exists() {
+        std::fs::write(&console, b"").map_err(|e| format!("creating /dev/console: {e}"))?;
+    }
+    explain::step(
+        "-t: the terminal is also the container's /dev/console",
+        Some(&format!("mount --bind /dev/pts/{number} /dev/console")),
+    );
+    nix::mount::mount(
+        Some(&slave_path),
+        &console,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| format!("bind /dev/pts/{number} on /dev/console: {e}"))?;
+    send_fd(socket, master.as_fd()).map_err(|e| format!("sending the terminal: {e}"))?;
+    Ok(slave)
+}
+// ANCHOR_END: open
+
+/// Makes `slave` the stdin, stdout, stderr and controlling terminal of this
+/// process (a session leader without a terminal yet).
+pub fn make_controlling(slave: OwnedFd) -> Result<(), String> {
+    explain::step(
+        "-t: the terminal becomes stdin, stdout, stderr and the controlling terminal",
+        Some("setsid -c sh <>/dev/pts/0 >&0 2>&0"),
+    );
+    for fd in 0..3 {
+        nix::unistd::dup2(slave.as_raw_fd(), fd).map_err(|e| format!("dup2 terminal: {e}"))?;
+    }
+    drop(slave);
+    // SAFETY: an ioctl with an integer argument.
+    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+        return Err(format!("TIOCSCTTY: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn send_fd(socket: RawFd, fd: BorrowedFd) -> nix::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [fd.as_raw_fd()];
+    let control = [ControlMessage::ScmRights(&fds)];
+    let data = [IoSlice::new(b"m")];
+    sendmsg::<()>(socket, &data, &control, MsgFlags::empty(), None)?;
+    Ok(())
+}
+
+/// Receives the master the container sends; `None` when the socket closes
+/// without one (setup failed; the report pipe says why).
+pub fn receive_master(socket: &OwnedFd) -> Option<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut byte = [0u8; 1];
+    let mut data = [IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut data,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .ok()?;
+    for cmsg in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            // SAFETY: the kernel just installed these descriptors for us.
+            return fds.first().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) });
+        }
+    }
+    None
+}
+
+/// The caller's terminal in raw mode; restored when dropped.
+struct RawMode(Termios);
+
+impl RawMode {
+    fn enter() -> Option<RawMode> {
+        let stdin = std::io::stdin();
+        let saved = termios::tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSADRAIN, &self.0);
+    }
+}
+
+/// Copies the caller's window size to the container's terminal.
+fn copy_window_size(master: RawFd) {
+    // SAFETY: a zeroed winsize is valid; ioctls with pointers we own.
+    unsafe {
+        let mut size: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(0, libc::TIOCGWINSZ, &mut size) == 0 {
+            libc::ioctl(master, libc::TIOCSWINSZ, &size);
+        }
+    }
+}
+
+fn write_all(fd: RawFd, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        // SAFETY: writing from a buffer we own.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return false;
+        }
+        bytes = &bytes[n as usize..];
+    }
+    true
+}
+
+fn read(fd: RawFd, buf: &mut [u8]) -> isize {
+    // SAFETY: reading into a buffer we own.
+    unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }
+}
+
+// ANCHOR: relay
+/// The engine's side of `-t`: raw mode, window size, bytes both ways (the
+/// caller's stdin only with `-i`), signals forwarded, until PID 1 exits.
+/// Returns docker's exit code.
+pub fn relay(master: OwnedFd, pid: Pid, stdin: bool, watched: &SigSet) -> Result<i32> {
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut signals = *watched;
+    signals.add(Signal::SIGWINCH);
+    signals
+        .thread_block()
+        .map_err(|e| Error::new(format!("blocking signals: {e}")))?;
+    let signal_fd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| Error::new(format!("signalfd: {e}")))?;
+    let is_tty = nix::unistd::isatty(0).unwrap_or(false);
+    if is_tty {
+        copy_window_size(master.as_raw_fd());
+    }
+    explain::step(
+        "-t: the caller's terminal goes raw; bytes are copied both ways until the container exits",
+        Some("stty raw -echo"),
+    );
+    let _raw = if is_tty && stdin {
+        RawMode::enter()
+    } else {
+        None
+    };
+    let m = master.as_raw_fd();
+    let mut stdin_open = stdin;
+    let mut master_open = true;
+    let mut buf = [0u8; 8192];
+    let code = 'outer: loop {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let stdin_fd = std::io::stdin();
+        let mut fds = vec![PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN)];
+        if master_open {
+            fds.push(PollFd::new(master.as_fd(), PollFlags::POLLIN));
+        }
+        if stdin_open {
+            fds.push(PollFd::new(stdin_fd.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::new(format!("poll: {e}"))),
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        let mut i = 1;
+        if master_open {
+            if ready[i] {
+                let n = read(m, &mut buf);
+                if n > 0 {
+                    write_all(1, &buf[..n as usize]);
+                } else {
+                    // EIO: every slave descriptor is closed.
+                    master_open = false;
+                }
+            }
+            i += 1;
+        }
+        if stdin_open && ready[i] {
+            let n = read(0, &mut buf);
+            if n > 0 {
+                write_all(m, &buf[..n as usize]);
+            } else {
+                stdin_open = false;
+            }
+        }
+        if ready[0] {
+            while let Ok(Some(info)) = signal_fd.read_signal() {
+                let signal = Signal::try_from(info.ssi_signo as i32).ok();
+                match signal {
+                    Some(Signal::SIGCHLD) => match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                        Ok(WaitStatus::Exited(_, code)) => break 'outer code,
+                        Ok(WaitStatus::Signaled(_, s, _)) => break 'outer 128 + s as i32,
+                        _ => {}
+                    },
+                    Some(Signal::SIGWINCH) => copy_window_size(m),
+                    Some(signal) => {
+                        let _ = kill(pid, signal);
+                    }
+                    None => {}
+                }
+            }
+        }
+    };
+    // What the container wrote last is still in the terminal: drain it.
+    if master_open {
+        let _ = nix::fcntl::fcntl(
+            m,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
+        loop {
+            let n = read(m, &mut buf);
+            if n <= 0 {
+                break;
+            }
+            write_all(1, &buf[..n as usize]);
+        }
+    }
+    drop(signal_fd);
+    let _ = signals.thread_unblock();
+    Ok(code)
+}
+// ANCHOR_END: relay
