@@ -53,3 +53,11 @@ fn chapter_02_try_it() {
         run_transcript("ch02-layers.console");
     }
 }
+
+#[test]
+fn chapter_03_try_it() {
+    // Namespaces, mounts and pivot_root need root.
+    if support::require_root("chapter_03_try_it") {
+        run_transcript("ch03-run.console");
+    }
+}

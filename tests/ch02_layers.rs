@@ -9,8 +9,8 @@ use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use support::layers::{
-    assert_same_tree, overlay_option, snapshot, snapshot_all_except, Kind, LayerTar, MountGuard,
-    Tree,
+    assert_same_tree, docker_archive, overlay_option, snapshot, snapshot_all_except, Kind,
+    LayerTar, MountGuard, Tree,
 };
 use support::{fixtures, sh, Engine, Registry, TempDir};
 
@@ -892,50 +892,6 @@ fn corrupt_layer_blob_is_one_line_and_leaves_nothing() {
 // ---------------------------------------------------------------------------
 // 7: an image of 70 layers mounts
 // ---------------------------------------------------------------------------
-
-/// A docker-archive (what `load` reads) of one image made of `layers`.
-fn docker_archive(tag: &str, layers: &[Vec<u8>]) -> Vec<u8> {
-    let diff_ids: Vec<String> = layers
-        .iter()
-        .map(|l| format!("sha256:{}", sha256_hex(l)))
-        .collect();
-    let history: Vec<serde_json::Value> = (0..layers.len())
-        .map(|i| serde_json::json!({"created_by": format!("COPY layer-{i:02}.txt /")}))
-        .collect();
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": fixtures().manifest["host_architecture"],
-        "os": "linux",
-        "config": {"Cmd": ["sh"]},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": history,
-    }))
-    .unwrap();
-    let config_name = format!("blobs/sha256/{}", sha256_hex(&config));
-    let layer_names: Vec<String> = layers
-        .iter()
-        .map(|l| format!("blobs/sha256/{}", sha256_hex(l)))
-        .collect();
-    let manifest = serde_json::to_vec(&serde_json::json!([{
-        "Config": config_name,
-        "RepoTags": [tag],
-        "Layers": layer_names,
-    }]))
-    .unwrap();
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut add = |name: &str, data: &[u8]| {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_mode(0o644);
-        header.set_size(data.len() as u64);
-        builder.append_data(&mut header, name, data).unwrap();
-    };
-    add("manifest.json", &manifest);
-    add(&config_name, &config);
-    for (name, layer) in layer_names.iter().zip(layers) {
-        add(name, layer);
-    }
-    builder.into_inner().unwrap()
-}
 
 #[test]
 fn an_image_of_70_layers_mounts() {

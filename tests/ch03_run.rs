@@ -966,3 +966,49 @@ fn a_relative_root_works_from_any_directory() {
     assert!(cwd.join("rel/images/index.json").exists());
     assert_eq!(mounts_under(cwd.path()), Vec::<String>::new());
 }
+
+#[test]
+fn an_image_cannot_make_the_engine_write_on_the_host() {
+    if !support::require_root("an_image_cannot_make_the_engine_write_on_the_host") {
+        return;
+    }
+    let setup = Setup::new();
+    // The image's /etc/hostname and /etc/hosts are absolute symlinks to a
+    // path of the host that does not exist yet. Mounting the container's
+    // own files there must stay inside the container's tree.
+    let host = TempDir::new("escape-target");
+    let victim = host.join("pwned");
+    let busybox = fs::read("/bin/busybox").expect("Debian's busybox-static");
+    let layer = support::layers::LayerTar::new()
+        .dir("bin", 0o755)
+        .file_with_mode("bin/busybox", &busybox, 0o755)
+        .symlink("bin/sh", "busybox")
+        .symlink("bin/cat", "busybox")
+        .dir("etc", 0o755)
+        .symlink("etc/hostname", victim.to_str().unwrap())
+        .symlink("etc/hosts", &format!("{}/hosts", host.path().display()))
+        .into_bytes();
+    let archive = host.join("hostile.tar");
+    fs::write(
+        &archive,
+        support::layers::docker_archive("hostile:latest", &[layer]),
+    )
+    .unwrap();
+    setup.run(&["load", "-i", archive.to_str().unwrap()]).ok();
+    let out = setup.run(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "inside",
+        "hostile",
+        "cat",
+        "/etc/hostname",
+    ]);
+    assert_eq!(out.ok(), "inside\n");
+    assert!(
+        !victim.exists(),
+        "the engine wrote on the host through the image's symlink"
+    );
+    assert!(!host.join("hosts").exists());
+    assert_nothing_left(&setup);
+}

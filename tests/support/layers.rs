@@ -368,6 +368,12 @@ impl LayerTar {
         self
     }
 
+    /// A regular file with a given mode (e.g. 0o755 for a program).
+    pub fn file_with_mode(mut self, name: &str, data: &[u8], mode: u32) -> Self {
+        self.file_mode(name, data, mode);
+        self
+    }
+
     fn file_mode(&mut self, name: &str, data: &[u8], mode: u32) {
         let header = Self::header(tar::EntryType::Regular, mode, data.len() as u64);
         self.raw(header, name, None, data);
@@ -433,4 +439,48 @@ impl Drop for UnmountGuard {
             let _ = Command::new("umount").arg("-l").arg(&self.0).output();
         }
     }
+}
+
+/// A docker-archive (what `load` reads) of one image made of `layers`.
+pub fn docker_archive(tag: &str, layers: &[Vec<u8>]) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| format!("sha256:{}", crate::sha256_hex(l)))
+        .collect();
+    let history: Vec<serde_json::Value> = (0..layers.len())
+        .map(|i| serde_json::json!({"created_by": format!("COPY layer-{i:02}.txt /")}))
+        .collect();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": crate::fixtures().manifest["host_architecture"],
+        "os": "linux",
+        "config": {"Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": history,
+    }))
+    .unwrap();
+    let config_name = format!("blobs/sha256/{}", crate::sha256_hex(&config));
+    let layer_names: Vec<String> = layers
+        .iter()
+        .map(|l| format!("blobs/sha256/{}", crate::sha256_hex(l)))
+        .collect();
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": [tag],
+        "Layers": layer_names,
+    }]))
+    .unwrap();
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o644);
+        header.set_size(data.len() as u64);
+        builder.append_data(&mut header, name, data).unwrap();
+    };
+    add("manifest.json", &manifest);
+    add(&config_name, &config);
+    for (name, layer) in layer_names.iter().zip(layers) {
+        add(name, layer);
+    }
+    builder.into_inner().unwrap()
 }

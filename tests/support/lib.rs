@@ -313,6 +313,11 @@ pub fn sh(script: &str) -> Run {
     )
 }
 
+/// sha256 of some bytes, as hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
 /// sha256 of a file, as hex.
 pub fn sha256_file(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));

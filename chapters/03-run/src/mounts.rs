@@ -7,6 +7,7 @@
 
 use crate::spec::Mount;
 use ch01_images::explain::{self, shell_quote};
+use ch02_layers::contain;
 use nix::mount::{mount, MsFlags};
 use std::path::Path;
 
@@ -84,7 +85,11 @@ pub fn parse_options(options: &[String]) -> (MsFlags, String) {
 /// host paths). The mount point is created if missing: a directory, or an
 /// empty file when a file is bind-mounted.
 pub fn apply(rootfs: &Path, m: &Mount) -> Result<(), String> {
-    let target = rootfs.join(m.destination.trim_start_matches('/'));
+    // The image decides what its paths are: `/etc/hostname` may be a
+    // symlink to a host path. Resolve the destination as if `rootfs` were
+    // `/` (chapter 2's rule for layers), so a mount never lands outside.
+    let parts = contain::entry_components(Path::new(&m.destination)).map_err(|e| e.to_string())?;
+    let target = contain::resolve_in_root(rootfs, &parts, true).map_err(|e| e.to_string())?;
     let (flags, data) = parse_options(&m.options);
     let is_bind = flags.contains(MsFlags::MS_BIND);
     let source_is_file = is_bind && Path::new(&m.source).is_file();
