@@ -84,31 +84,9 @@ fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     dirs
 }
 
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let prefix = dir.to_string_lossy().to_string();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(String::from))
-        .filter(|m| m.starts_with(&prefix))
-        .collect()
-}
-
 impl Drop for Setup {
     fn drop(&mut self) {
-        for dir in self.container_dirs() {
-            let state = fs::read(dir.join("state.json")).unwrap_or_default();
-            let state: serde_json::Value = serde_json::from_slice(&state).unwrap_or_default();
-            if let Some(pid) = state["pid"].as_i64() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        for mount_point in mounts_under(self.engine.root.path()).iter().rev() {
-            let _ = nix::mount::umount2(mount_point.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
+        support::containers::kill_and_unmount_everything(self.engine.root.path());
         std::thread::sleep(Duration::from_millis(50));
         for dir in self.container_dirs() {
             let id = dir.file_name().unwrap().to_string_lossy().to_string();

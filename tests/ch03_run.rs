@@ -7,9 +7,10 @@
 
 use std::fs;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use support::containers::mounts_under;
 use support::{fixtures, Engine, Registry, Run, TempDir};
 
 const BIN: &str = "ch03-run";
@@ -73,32 +74,9 @@ impl Setup {
     }
 }
 
-/// Mount points under `dir`, from this process's mountinfo (the host's).
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let prefix = dir.to_string_lossy().to_string();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4).map(String::from))
-        .filter(|mount_point| mount_point.starts_with(&prefix))
-        .collect()
-}
-
 impl Drop for Setup {
     fn drop(&mut self) {
-        for dir in self.container_dirs() {
-            let state = fs::read(dir.join("state.json")).unwrap_or_default();
-            let state: serde_json::Value = serde_json::from_slice(&state).unwrap_or_default();
-            if let Some(pid) = state["pid"].as_i64() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        for mount_point in mounts_under(self.engine.root.path()).iter().rev() {
-            let _ = nix::mount::umount2(mount_point.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
+        support::containers::kill_and_unmount_everything(self.engine.root.path());
     }
 }
 

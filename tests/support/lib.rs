@@ -3,6 +3,7 @@
 //! loopback, each cleaned up when its guard is dropped (also when a test
 //! fails, since guards drop while a panic unwinds).
 
+pub mod containers;
 pub mod faulty;
 pub mod layers;
 pub mod registry;
