@@ -37,13 +37,7 @@ impl Setup {
     }
 
     fn container_dirs(&self) -> Vec<PathBuf> {
-        fs::read_dir(self.engine.root.join("containers"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect()
+        support::containers::container_dirs(self.engine.root.path())
     }
 
     /// `ch03-run ARGS`, killed if it takes longer than `limit`.

@@ -64,13 +64,7 @@ impl Setup {
 
     /// The container directories (the lock file aside).
     fn container_dirs(&self) -> Vec<PathBuf> {
-        fs::read_dir(self.containers())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect()
+        support::containers::container_dirs(self.engine.root.path())
     }
 }
 
