@@ -24,6 +24,38 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// The same, for a file that must be created with a given mode (a
 /// credentials file is 0600 from its first byte, never readable by others).
 pub fn write_atomically_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    replace(path, bytes, mode, Flush::ToDisk)
+}
+// ANCHOR_END: write_atomically
+
+// ANCHOR: write_runtime_state
+/// Replaces `path` with `bytes` atomically but without waiting for the
+/// disk: for state that means nothing after a reboot, such as the PID of
+/// a running container (runc keeps such state in /run, a tmpfs, for the
+/// same reason). Readers still never see half a file; a power cut may
+/// lose the change, which is harmless since the processes are gone too.
+/// An fsync costs about a millisecond here: a container start writes its
+/// state several times.
+pub fn write_runtime_state(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace(path, bytes, 0o644, Flush::Later)
+}
+// ANCHOR_END: write_runtime_state
+
+/// Whether a write waits for the disk ([`write_atomically`]) or leaves
+/// it to the kernel's write-back ([`write_runtime_state`]), for code that
+/// decides at run time (a `--rm` container is not meant to outlive its run).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Flush {
+    ToDisk,
+    Later,
+}
+
+/// [`write_atomically`] or [`write_runtime_state`], as `flush` says.
+pub fn write_flushing(path: &Path, bytes: &[u8], flush: Flush) -> Result<()> {
+    replace(path, bytes, 0o644, flush)
+}
+
+fn replace(path: &Path, bytes: &[u8], mode: u32, flush: Flush) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = temp_path_beside(path);
@@ -34,17 +66,21 @@ pub fn write_atomically_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Resul
             .mode(mode)
             .open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if flush == Flush::ToDisk {
+            file.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        // The rename itself lives in the directory: flush that too.
-        File::open(dir)?.sync_all()
+        if flush == Flush::ToDisk {
+            // The rename itself lives in the directory: flush that too.
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result.context("writing", path)
 }
-// ANCHOR_END: write_atomically
 
 /// A temporary name next to `path`, unique to this process and call.
 pub fn temp_path_beside(path: &Path) -> PathBuf {

@@ -11,7 +11,7 @@ use crate::unpack::{apply_layer, Mode};
 use ch01_images::archive::open_layer;
 use ch01_images::cli::{GlobalArgs, ImageCommand};
 use ch01_images::digest::Digest;
-use ch01_images::durable::write_atomically;
+use ch01_images::durable::{write_atomically, Flush};
 use ch01_images::error::{Error, IoContext, Result};
 use ch01_images::pull::{pull, PullOptions};
 use ch01_images::reference::Reference;
@@ -124,7 +124,14 @@ pub fn run_layer_command(command: LayerCommand, globals: &GlobalArgs) -> Result<
             let target = dir.canonicalize().context("mounting on", &dir)?;
             let id = random_id();
             let mount_dir = globals.root.join("mounts").join(&id);
-            let rootfs = Rootfs::prepare(&globals.root, &store, &image, &mount_dir, &target)?;
+            let rootfs = Rootfs::prepare(
+                &globals.root,
+                &store,
+                &image,
+                &mount_dir,
+                &target,
+                Flush::ToDisk,
+            )?;
             let record = MountRecord {
                 image: image.name.clone(),
                 target: target.clone(),

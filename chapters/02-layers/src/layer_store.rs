@@ -16,7 +16,7 @@
 use crate::unpack::{apply_layer, Mode};
 use ch01_images::archive::open_layer;
 use ch01_images::digest::{Digest, DigestWriter};
-use ch01_images::durable;
+use ch01_images::durable::{self, Flush};
 use ch01_images::error::{Error, IoContext, Result};
 use ch01_images::explain;
 use ch01_images::manifest::Descriptor;
@@ -165,11 +165,13 @@ impl LayerStore {
     // ANCHOR: users
     /// Records that the root filesystem in `dir` uses these layers, so that
     /// pruning keeps them while it exists (a mount, a container, a build step).
-    pub fn register_user(&self, dir: &Path, layers: &[Digest]) -> Result<()> {
+    /// `flush`: whether the record must survive a power cut (a kept
+    /// container) or not (a `--rm` container, a build step).
+    pub fn register_user(&self, dir: &Path, layers: &[Digest], flush: Flush) -> Result<()> {
         let users = self.users_dir();
         fs::create_dir_all(&users).context("creating", &users)?;
         let record = serde_json::json!({ "dir": dir, "layers": layers });
-        durable::write_atomically(&self.user_record(dir), record.to_string().as_bytes())
+        durable::write_flushing(&self.user_record(dir), record.to_string().as_bytes(), flush)
     }
 
     /// Forgets a user recorded by [`LayerStore::register_user`].

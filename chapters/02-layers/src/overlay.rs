@@ -17,6 +17,14 @@
 //! layers would fit. So we mount from inside the layer store (`chdir`) and
 //! name each layer by its short link `l/<12 hex>` (15 bytes): room for
 //! about 250.
+//!
+//! **volatile** (Linux 5.10+): overlayfs normally flushes the upper
+//! directory's filesystem to disk when it is unmounted (a `sync`, several
+//! milliseconds). A writable layer that is thrown away right after (a
+//! `run --rm` container, a build step) needs no such flush: the option
+//! skips it. The price: after a crash such an upper dir cannot be mounted
+//! again, which is fine for something that was going to be deleted
+//! (podman mounts its `--rm` containers this way too).
 
 use ch01_images::error::{Error, Result};
 use ch01_images::explain;
@@ -38,17 +46,23 @@ pub struct OverlayMount {
     pub upper: PathBuf,
     pub work: PathBuf,
     pub target: PathBuf,
+    /// Mount with `volatile`: no flush to disk (see the module's doc).
+    pub volatile: bool,
 }
 
 impl OverlayMount {
     /// The `-o` options string.
     pub fn options(&self) -> String {
-        format!(
+        let mut options = format!(
             "lowerdir={},upperdir={},workdir={}",
             self.lowers.join(":"),
             self.upper.display(),
             self.work.display()
-        )
+        );
+        if self.volatile {
+            options.push_str(",volatile");
+        }
+        options
     }
 
     // ANCHOR: mount
@@ -84,13 +98,25 @@ impl OverlayMount {
         let previous = std::env::current_dir().ok();
         nix::unistd::chdir(&self.base)
             .map_err(|e| Error::new(format!("cd {}: {e}", self.base.display())))?;
-        let result = mount(
-            Some("overlay"),
-            &self.target,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(options.as_str()),
-        );
+        let mount_with = |options: &str| {
+            mount(
+                Some("overlay"),
+                &self.target,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(options),
+            )
+        };
+        let mut result = mount_with(&options);
+        if self.volatile && result == Err(nix::errno::Errno::EINVAL) {
+            // A kernel older than 5.10 does not know `volatile`: mount
+            // without it (the same tree, only slower to unmount).
+            let plain = OverlayMount {
+                volatile: false,
+                ..self.clone()
+            };
+            result = mount_with(&plain.options());
+        }
         if let Some(previous) = previous {
             let _ = nix::unistd::chdir(&previous);
         }

@@ -14,6 +14,7 @@
 
 use crate::layer_store::LayerStore;
 use crate::overlay::{self, OverlayMount};
+use ch01_images::durable::Flush;
 use ch01_images::error::{IoContext, Result};
 use ch01_images::store::{Image, Store};
 use std::fs;
@@ -34,17 +35,21 @@ pub struct Rootfs {
 
 impl Rootfs {
     /// Unpacks what is missing and creates the writable layer in `dir`.
+    /// `flush`: whether it must survive a power cut (a kept container, a
+    /// `mount`) or is thrown away after one run (`Flush::Later`: its
+    /// record is not flushed and the overlay is mounted `volatile`).
     pub fn prepare(
         root: &Path,
         store: &Store,
         image: &Image,
         dir: &Path,
         target: &Path,
+        flush: Flush,
     ) -> Result<Rootfs> {
         let layer_store = LayerStore::open(root)?;
         let layers = layer_store.ensure_image(store, image)?;
         // While this root filesystem exists, its layers are not pruned.
-        layer_store.register_user(dir, &image.config.rootfs.diff_ids)?;
+        layer_store.register_user(dir, &image.config.rootfs.diff_ids, flush)?;
         let upper = dir.join("upper");
         let work = dir.join("work");
         for d in [&upper, &work, &target.to_path_buf()] {
@@ -65,6 +70,7 @@ impl Rootfs {
             upper,
             work,
             target: target.to_path_buf(),
+            volatile: flush == Flush::Later,
         };
         Ok(Rootfs {
             dir: dir.to_path_buf(),

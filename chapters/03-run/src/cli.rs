@@ -244,12 +244,13 @@ pub fn run(args: RunArgs, globals: &GlobalArgs) -> Result<i32> {
         tty: args.terminal.tty,
         init: args.terminal.init,
         resources: args.resources,
+        auto_remove: args.rm,
     };
     let container = lifecycle::create(&globals.root, &store, &image, &args.image, &options)?;
     if args.detach {
         // The monitor waits instead of us; the ID is all we print.
         let id = container.config.id.clone();
-        monitor::start_detached(container, args.rm)?;
+        monitor::start_detached(container)?;
         println!("{id}");
         return Ok(0);
     }

@@ -36,9 +36,9 @@ pub fn log_path(dir: &Path, id: &str) -> PathBuf {
 // ANCHOR: detach
 /// Starts the created container under a monitor that outlives us.
 /// Returns once its PID 1 runs (or with the reason it could not, and
-/// docker's exit code). With `auto_remove` the monitor removes the
-/// container when it exits (`run -d --rm`).
-pub fn start_detached(container: Container, auto_remove: bool) -> Result<()> {
+/// docker's exit code). With `--rm` (the config's `auto_remove`) the
+/// monitor removes the container when it exits (`run -d --rm`).
+pub fn start_detached(container: Container) -> Result<()> {
     if process::thread_count() != 1 {
         return Err(Error::new(
             "internal error: the engine has threads running; fork needs a single-threaded process",
@@ -56,7 +56,7 @@ pub fn start_detached(container: Container, auto_remove: bool) -> Result<()> {
             let _ = nix::unistd::setsid();
             // SAFETY: still single-threaded.
             match unsafe { fork() } {
-                Ok(ForkResult::Child) => monitor_main(container, report_write, auto_remove),
+                Ok(ForkResult::Child) => monitor_main(container, report_write),
                 _ => unsafe { libc::_exit(0) },
             }
         }
@@ -80,7 +80,7 @@ pub fn start_detached(container: Container, auto_remove: bool) -> Result<()> {
 // ANCHOR_END: detach
 
 /// The monitor: never returns.
-fn monitor_main(container: Container, report: OwnedFd, auto_remove: bool) -> ! {
+fn monitor_main(container: Container, report: OwnedFd) -> ! {
     // SAFETY: ignoring a signal is always sound (the container's PID 1
     // gets every disposition reset before exec).
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
@@ -91,7 +91,7 @@ fn monitor_main(container: Container, report: OwnedFd, auto_remove: bool) -> ! {
             let _ = write!(report, "{}\n{}", e.exit_code(), e.message());
         }
     }
-    if auto_remove {
+    if container.config.auto_remove {
         let _ = lifecycle::delete(container);
     }
     // SAFETY: ends this process without running the caller's atexit code.
