@@ -1,6 +1,7 @@
 //! Chapter 03 end to end, the limits and the terminal: `--memory`,
 //! `--pids-limit` and `--cpus` through cgroups (v2 or v1, whichever the
-//! host has), `--init` as PID 1, and `-it` through a real pseudo-terminal.
+//! host has), `--init` as PID 1, and `-it` (run and exec) and `-d -t`
+//! through real pseudo-terminals.
 //! All of it needs root.
 
 use std::fs;
@@ -360,4 +361,54 @@ fn it_gives_an_interactive_shell_on_a_real_terminal() {
     let out = setup.run(&["run", "--rm", &image, "tty"]);
     assert_eq!(out.code, 1);
     assert_eq!(out.stdout, "not a tty\n");
+}
+
+#[test]
+fn exec_it_and_detached_tty_use_real_terminals() {
+    if !support::require_root("exec_it_and_detached_tty_use_real_terminals") {
+        return;
+    }
+    let setup = Setup::new();
+    let image = setup.image();
+    setup.run(&["pull", "-q", &image]).ok();
+    // -d -t: the container writes to a terminal; the monitor logs it.
+    let out = setup.run(&[
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        "term",
+        &image,
+        "sh",
+        "-c",
+        "tty; echo ready; exec sleep 1000",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let logs = loop {
+        let logs = setup.run(&["logs", "term"]).ok().to_string();
+        if logs.contains("ready") || Instant::now() > deadline {
+            break logs;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // A terminal turns "\n" into "\r\n", as `docker logs` shows for -t.
+    assert_eq!(logs, "/dev/pts/0\r\nready\r\n");
+    // exec -it: a shell on a new terminal of the container's devpts,
+    // with the caller's window size and the command's exit code.
+    let (out, code) = run_on_a_pty(
+        &setup,
+        &["exec", "-it", "term", "sh"],
+        b"stty size; tty; echo $((6*7))\nexit 5\n",
+    );
+    assert_eq!(code, 5, "{out}");
+    assert!(out.contains("\r\n30 100\r\n"), "the window size: {out:?}");
+    assert!(out.contains("\r\n/dev/pts/1\r\n"), "{out:?}");
+    assert!(out.contains("\r\n42\r\n"), "{out:?}");
+    // exec without -t: no terminal.
+    let out = setup.run(&["exec", "term", "tty"]);
+    assert_eq!((out.code, out.stdout.as_str()), (1, "not a tty\n"));
+    let out = setup.run(&["rm", "-f", "term"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(setup.container_dirs().is_empty());
 }

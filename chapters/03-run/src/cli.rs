@@ -93,6 +93,9 @@ pub enum RunCommand {
         /// Keep stdin attached (otherwise /dev/null)
         #[arg(short = 'i', long)]
         interactive: bool,
+        /// Allocate a pseudo-terminal (with -i: an interactive shell)
+        #[arg(short = 't', long)]
+        tty: bool,
         container: String,
         /// The command and its arguments
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -202,6 +205,7 @@ pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32>
             workdir,
             user,
             interactive,
+            tty,
             container,
             command,
         } => {
@@ -211,6 +215,7 @@ pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32>
                 workdir,
                 user,
                 stdin: interactive,
+                tty,
             };
             exec::exec(&found, &options, &command)
         }
@@ -221,11 +226,6 @@ pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32>
 /// `run` = pull if missing + create + start + wait (+ delete with `--rm`).
 /// Detached (`-d`), a monitor process waits instead of us (see `monitor`).
 pub fn run(args: RunArgs, globals: &GlobalArgs) -> Result<i32> {
-    if args.detach && args.terminal.tty {
-        return Err(Error::new(
-            "-d with -t is not supported yet: run it detached without -t, or in the foreground with -it",
-        ));
-    }
     let store = globals.store()?;
     // Pulling uses threads; they are all joined when it returns, before
     // any namespace work (which needs a single-threaded process).

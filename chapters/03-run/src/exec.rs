@@ -19,6 +19,11 @@
 //! * `setns` on a PID namespace does not move the caller (its PID cannot
 //!   change): it decides where the caller's *children* are born. So M
 //!   forks, and G is a process of the container (`ps` there shows it).
+//!
+//! With `-t`, M opens a new terminal in the container's own `/dev/pts`
+//! (it is in the container's mount namespace by then), gives G the slave
+//! as its controlling terminal, and relays the master to the caller's
+//! terminal exactly as `run -it` does (see `pty`).
 
 use crate::capabilities;
 use crate::lifecycle::{self, Found};
@@ -45,6 +50,8 @@ pub struct ExecOptions {
     pub user: Option<String>,
     /// `-i`: keep stdin (otherwise /dev/null).
     pub stdin: bool,
+    /// `-t`: a terminal of the container's own (see `pty`).
+    pub tty: bool,
 }
 
 /// The namespaces joined, in order (mount last), as `/proc/PID/ns` names.
@@ -140,15 +147,45 @@ fn enter(
         nix::sched::setns(fd, *flag).map_err(|e| fail("setns", e))?;
     }
     drop(namespaces);
+    // -t: in the container's mount namespace now, so this is its devpts.
+    let terminal = if options.tty {
+        explain::step(
+            "-t: open a new pseudo-terminal in the container's /dev/pts for the command",
+            Some("exec 3<>/dev/pts/ptmx"),
+        );
+        let (master, slave, _) =
+            crate::pty::open_pair(Path::new("/dev/pts")).map_err(|m| Failure(126, m))?;
+        Some((master, slave))
+    } else {
+        None
+    };
+    // Blocked before G exists, so that its exit cannot be missed; G
+    // unblocks them before it execs.
+    let watched = process::watched_signals();
+    watched
+        .thread_block()
+        .map_err(|e| fail("blocking signals", e))?;
     // SAFETY: this process is single-threaded (a fork of one).
     match unsafe { fork() }.map_err(|e| fail("fork", e))? {
         // G's failure goes back up to `exec`, which reports it on the
         // pipe (still open here: it closes on exec).
-        ForkResult::Child => match become_command(found, options, args) {
-            Ok(never) => match never {},
-            Err(failure) => Err(failure),
-        },
+        ForkResult::Child => {
+            if let Some((master, slave)) = terminal {
+                drop(master);
+                nix::unistd::setsid().map_err(|e| fail("setsid", e))?;
+                crate::pty::make_controlling(slave).map_err(|m| Failure(126, m))?;
+            }
+            match become_command(found, options, args) {
+                Ok(never) => match never {},
+                Err(failure) => Err(failure),
+            }
+        }
         ForkResult::Parent { child } => {
+            if let Some((master, slave)) = terminal {
+                drop(slave);
+                return crate::pty::relay(master, child, options.stdin, &watched)
+                    .map_err(|e| Failure(126, e.message().to_string()));
+            }
             let code = match waitpid(child, None) {
                 Ok(WaitStatus::Exited(_, code)) => code,
                 Ok(WaitStatus::Signaled(_, signal, _)) => 128 + signal as i32,
@@ -187,7 +224,7 @@ fn become_command(
     }
     let cwd = options.workdir.clone().unwrap_or_else(|| spec.cwd.clone());
     nix::unistd::chdir(cwd.as_str()).map_err(|e| setup(format!("cd {cwd}: {e}")))?;
-    if !options.stdin {
+    if !options.stdin && !options.tty {
         process::redirect_stdin_from_null().map_err(setup)?;
     }
     capabilities::restrict_to(capabilities::default_mask()).map_err(setup)?;
@@ -204,6 +241,11 @@ fn become_command(
     capabilities::set_no_new_privs().map_err(setup)?;
     let program = process::find_executable(&args[0], &env)?;
     process::close_inherited_fds();
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
     process::reset_signal_dispositions();
     process::exec(&program, args, &env)
 }

@@ -6,6 +6,7 @@
 //!  waits for B's report ◀────────────────────────── "ok" once PID 1 runs   B is nobody's child
 //!  prints the ID, exits 0                           │                       but init's)
 //!                                                   ├─ container's stdout/stderr ─▶ pipes ─▶ <id>-json.log
+//!                                                   │  (with -t: its terminal's master ─▶ the log)
 //!                                                   ├─ waitpid(PID 1): the exit code
 //!                                                   └─ "exited" into state.json (under the lock),
 //!                                                      unmount, and everything removed with --rm
@@ -147,45 +148,50 @@ fn monitor(container: &Container, report: &mut Option<File>) -> Result<i32> {
     if let Some(mut report) = report.take() {
         let _ = writeln!(report, "ok");
     }
-    let code = pump(pid, [out_read, err_read], &mut log)?;
+    let mut outputs = vec![(out_read, "stdout"), (err_read, "stderr")];
+    // -t: the container writes to its terminal; the monitor holds the
+    // master and logs what comes out as "stdout", as docker does.
+    if let Some((master, _stdin)) = crate::pty::take_master() {
+        outputs.push((master, "stdout"));
+    }
+    let code = pump(pid, outputs, &mut log)?;
     lifecycle::finish(container, code, &mut NarrateHooks)
 }
 // ANCHOR_END: monitor
 
-/// Copies the container's output into the log until both pipes close and
-/// PID 1 is reaped. Returns docker's exit code (128+N for signal N).
-fn pump(pid: Pid, pipes: [OwnedFd; 2], log: &mut Log) -> Result<i32> {
-    let mut open = [true, true];
+/// Copies the container's output into the log until every output closes
+/// and PID 1 is reaped. Returns docker's exit code (128+N for signal N).
+fn pump(pid: Pid, outputs: Vec<(OwnedFd, &str)>, log: &mut Log) -> Result<i32> {
+    let mut open = vec![true; outputs.len()];
     let mut buf = vec![0u8; 64 * 1024];
     let mut status = None;
     while open.iter().any(|o| *o) {
-        let mut fds: Vec<PollFd> = pipes
+        let mut fds: Vec<PollFd> = outputs
             .iter()
-            .zip(open)
-            .filter(|(_, o)| *o)
-            .map(|(p, _)| PollFd::new(p.as_fd(), PollFlags::POLLIN))
+            .zip(&open)
+            .filter(|(_, o)| **o)
+            .map(|((fd, _), _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
             .collect();
         let ready = poll(&mut fds, PollTimeout::from(500u16)).unwrap_or(0);
-        let revents: Vec<bool> = fds
+        let mut revents = fds
             .iter()
             .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
+            .collect::<Vec<_>>()
+            .into_iter();
         drop(fds);
-        let mut k = 0;
-        for i in 0..2 {
-            if !open[i] {
+        for (i, (fd, stream)) in outputs.iter().enumerate() {
+            if !open[i] || !revents.next().unwrap_or(false) {
                 continue;
             }
-            if revents[k] {
-                match nix::unistd::read(pipes[i].as_raw_fd(), &mut buf) {
-                    Ok(0) | Err(_) => open[i] = false,
-                    Ok(n) => log.write(STREAMS[i], &buf[..n]),
-                }
+            // A pipe says 0 at its end; a terminal's master EIO once
+            // every slave is closed.
+            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+                Ok(0) | Err(_) => open[i] = false,
+                Ok(n) => log.write(stream, &buf[..n]),
             }
-            k += 1;
         }
         if ready == 0 && status.is_none() {
-            // Quiet pipes: has PID 1 exited while something still holds them?
+            // Quiet outputs: has PID 1 exited while something still holds them?
             if let Some(code) = exit_code(waitpid(pid, Some(WaitPidFlag::WNOHANG))) {
                 status = Some(code);
                 break;
@@ -210,8 +216,6 @@ fn exit_code(status: nix::Result<WaitStatus>) -> Option<i32> {
         _ => None,
     }
 }
-
-const STREAMS: [&str; 2] = ["stdout", "stderr"];
 
 /// Moves the `[explain]` lines at the head of the container's stderr pipe
 /// to the caller's stderr (non-blocking: only what is there already).

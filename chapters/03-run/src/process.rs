@@ -103,7 +103,7 @@ pub const FORWARDED: [Signal; 6] = [
 
 /// The signals the parent blocks and waits for with `sigwait`: the ones it
 /// forwards, and SIGCHLD ("the child exited").
-fn watched_signals() -> SigSet {
+pub(crate) fn watched_signals() -> SigSet {
     let mut set = SigSet::empty();
     for signal in FORWARDED {
         set.add(signal);

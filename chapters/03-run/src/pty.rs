@@ -71,19 +71,13 @@ pub fn socket_pair() -> Result<(OwnedFd, OwnedFd)> {
     .map_err(|e| Error::new(format!("socketpair: {e}")))
 }
 
-// ANCHOR: open
-/// In the container, before `pivot_root` (`rootfs` is where the new root
-/// is): opens a new terminal pair in the container's devpts, binds the
-/// slave over /dev/console, sends the master through `socket`. Returns the
-/// slave, for [`make_controlling`] once the root is pivoted.
-pub fn open_in_container(rootfs: &Path, socket: RawFd) -> Result<OwnedFd, String> {
+/// Opens a new terminal pair in the devpts mounted at `pts` (the
+/// container's own): the master (unlocked) and the slave, with the
+/// slave's number (`/dev/pts/N`).
+pub fn open_pair(pts: &Path) -> Result<(OwnedFd, OwnedFd, u32), String> {
     use nix::fcntl::{open, OFlag};
     use nix::sys::stat::Mode;
-    let ptmx = rootfs.join("dev/pts/ptmx");
-    explain::step(
-        "-t: open a new pseudo-terminal in the container's own /dev/pts",
-        Some("exec 3<>/dev/pts/ptmx   # the master; the slave is /dev/pts/0"),
-    );
+    let ptmx = pts.join("ptmx");
     let master = open(
         &ptmx,
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
@@ -105,7 +99,7 @@ pub fn open_in_container(rootfs: &Path, socket: RawFd) -> Result<OwnedFd, String
             ));
         }
     }
-    let slave_path = rootfs.join(format!("dev/pts/{number}"));
+    let slave_path = pts.join(number.to_string());
     let slave = open(
         &slave_path,
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
@@ -114,6 +108,21 @@ pub fn open_in_container(rootfs: &Path, socket: RawFd) -> Result<OwnedFd, String
     .map_err(|e| format!("open {}: {e}", slave_path.display()))?;
     // SAFETY: as above.
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    Ok((master, slave, number))
+}
+
+// ANCHOR: open
+/// In the container, before `pivot_root` (`rootfs` is where the new root
+/// is): opens a new terminal pair in the container's devpts, binds the
+/// slave over /dev/console, sends the master through `socket`. Returns the
+/// slave, for [`make_controlling`] once the root is pivoted.
+pub fn open_in_container(rootfs: &Path, socket: RawFd) -> Result<OwnedFd, String> {
+    explain::step(
+        "-t: open a new pseudo-terminal in the container's own /dev/pts",
+        Some("exec 3<>/dev/pts/ptmx   # the master; the slave is /dev/pts/0"),
+    );
+    let (master, slave, number) = open_pair(&rootfs.join("dev/pts"))?;
+    let slave_path = rootfs.join(format!("dev/pts/{number}"));
     let console = rootfs.join("dev/console");
     if !console.exists() {
         std::fs::write(&console, b"").map_err(|e| format!("creating /dev/console: {e}"))?;
