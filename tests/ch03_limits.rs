@@ -114,7 +114,9 @@ fn memory_limit_kills_a_hog_with_137() {
     // The shell keeps 64 MB of 'a's in a variable: far above 16m.
     let hog = r#"x=$(head -c 64000000 /dev/zero | tr "\0" a); echo survived ${#x}"#;
     let out = setup.run_bounded(
-        &["run", "--rm", "--memory", "16m", &image, "sh", "-c", hog],
+        &[
+            "run", "--name", "hog", "--memory", "16m", &image, "sh", "-c", hog,
+        ],
         Duration::from_secs(60),
     );
     assert_eq!(
@@ -123,6 +125,12 @@ fn memory_limit_kills_a_hog_with_137() {
         out.stdout, out.stderr
     );
     assert!(!out.stdout.contains("survived"), "{}", out.stdout);
+    // The kernel's OOM killer did it, and inspect says so (as docker).
+    let inspect: serde_json::Value =
+        serde_json::from_str(setup.run(&["inspect", "hog"]).ok()).unwrap();
+    assert_eq!(inspect[0]["State"]["OOMKilled"], true);
+    assert_eq!(inspect[0]["HostConfig"]["Memory"], 16 * 1024 * 1024);
+    setup.run(&["rm", "hog"]).ok();
     // Without the limit the same hog survives.
     let out = setup.run_bounded(
         &["run", "--rm", &image, "sh", "-c", hog],
@@ -288,6 +296,15 @@ fn init_is_pid_1_and_reaps_orphans() {
         .collect();
     assert!(!states.is_empty(), "{}", out.stdout);
     assert!(!states.contains(&"Z"), "a zombie is left:\n{}", out.stdout);
+    // PID 1's command line is the init's, not the engine's (no host path).
+    let out = setup.run_bounded(
+        &["run", "--rm", "--init", &image, "cat", "/proc/1/cmdline"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        out.ok().trim_end_matches('\0'),
+        "/sbin/crabbox-init\0--\0cat\0/proc/1/cmdline"
+    );
     // A missing command is still 127 under the init.
     let out = setup.run_bounded(
         &["run", "--rm", "--init", &image, "nothere"],

@@ -471,12 +471,117 @@ fn a_container_without_rm_stays_exited_with_its_code() {
     };
     let before = layers();
     assert!(before > 0);
-    setup.run(&["rmi", &image]).ok();
+    // As docker: an image a container was created from stays unless -f.
+    let refused = setup.run(&["rmi", &image]);
+    let id = dirs[0].file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        refused.fails_with(1).contains(&format!(
+            "container {} is using its referenced image",
+            &id[..12]
+        )),
+        "{}",
+        refused.stderr
+    );
+    assert!(setup.run(&["images"]).ok().contains("busybox"));
+    assert!(setup.run(&["rmi", "-f", &image]).ok().contains("Untagged"));
     assert_eq!(
         layers(),
         before,
         "a kept container's layers must stay after rmi"
     );
+}
+
+#[test]
+fn a_killed_foreground_run_takes_its_container_with_it() {
+    if !support::require_root("a_killed_foreground_run_takes_its_container_with_it") {
+        return;
+    }
+    let setup = Setup::new();
+    let image = setup.image();
+    setup.run(&["pull", "-q", &image]).ok();
+    let mut run = setup
+        .engine
+        .command(BIN, &["run", "--name", "fg", &image, "sleep", "1000"]);
+    run.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut run = run.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        let dirs = setup.container_dirs();
+        let state: serde_json::Value = dirs
+            .first()
+            .and_then(|d| fs::read(d.join("state.json")).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        if let Some(pid) = state["pid"].as_i64() {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the container never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    run.kill().unwrap(); // SIGKILL: no chance to clean up
+    run.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while process_alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the container's PID 1 outlived its run"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(setup.run(&["ps", "-a"]).ok().contains("Exited (255)"));
+    // What the killed run could not do, rm does.
+    setup.run(&["rm", "fg"]).ok();
+    assert_nothing_left(&setup);
+}
+
+#[test]
+fn stop_signal_hostname_flag_and_logs_of_a_foreground_container() {
+    if !support::require_root("stop_signal_hostname_flag_and_logs_of_a_foreground_container") {
+        return;
+    }
+    let setup = Setup::new();
+    let image = setup.image();
+    // --stop-signal: what `stop` sends first (an image's STOPSIGNAL too).
+    let id = setup.detach(
+        &["--stop-signal", "USR1", "--stop-timeout", "5"],
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got USR1; exit 3' USR1; echo ready; while true; do sleep 0.05; done",
+        ],
+    );
+    setup.wait_for(&["logs", &id], |out| out == "ready\n");
+    let started = Instant::now();
+    setup.run(&["stop", &id]).ok();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "SIGKILL was needed"
+    );
+    assert_eq!(setup.run(&["logs", &id]).ok(), "ready\ngot USR1\n");
+    let inspect: serde_json::Value =
+        serde_json::from_str(setup.run(&["inspect", &id]).ok()).unwrap();
+    assert_eq!(inspect[0]["Config"]["StopSignal"], "USR1");
+    assert_eq!(inspect[0]["Config"]["StopTimeout"], 5);
+    assert_eq!(inspect[0]["State"]["ExitCode"], 3);
+    assert_eq!(inspect[0]["State"]["OOMKilled"], false);
+    let bad = setup.run(&["run", "--rm", "--stop-signal", "NOPE", &image, "true"]);
+    assert!(
+        bad.fails_with(125).contains("invalid signal"),
+        "{}",
+        bad.stderr
+    );
+    // -h is --hostname, as with docker.
+    let out = setup.run(&["run", "--name", "fg", "-h", "box", &image, "hostname"]);
+    assert_eq!(out.ok(), "box\n");
+    // A foreground container's output went to the terminal, not to a log.
+    let logs = setup.run(&["logs", "fg"]);
+    assert!(
+        logs.fails_with(1).contains("ran in the foreground"),
+        "{}",
+        logs.stderr
+    );
+    setup.run(&["rm", &id, "fg"]).ok();
+    assert_nothing_left(&setup);
 }
 
 #[test]

@@ -205,6 +205,30 @@ fn all_dirs(cgroup: &str) -> Vec<PathBuf> {
     all
 }
 
+/// Did the kernel's OOM killer kill a process of this cgroup? Its count
+/// of OOM kills: `oom_kill N` in `memory.events` (v2) or in
+/// `memory.oom_control` (v1). Read before the cgroup is removed.
+pub fn oom_killed(resources: &Resources) -> bool {
+    if resources.memory.is_none() {
+        return false;
+    }
+    let root = Path::new(CGROUP_ROOT);
+    let file = match detect() {
+        Version::V2 => root.join(&resources.cgroup).join("memory.events"),
+        Version::V1 => root
+            .join("memory")
+            .join(&resources.cgroup)
+            .join("memory.oom_control"),
+    };
+    std::fs::read_to_string(file).is_ok_and(|text| {
+        text.lines().any(|line| {
+            line.strip_prefix("oom_kill ")
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .is_some_and(|n| n > 0)
+        })
+    })
+}
+
 // ANCHOR: create
 /// Makes the cgroup and writes the limits, before the container exists.
 pub fn create(resources: &Resources) -> Result<()> {

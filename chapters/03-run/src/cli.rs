@@ -6,30 +6,26 @@
 //! chapter's binary, as chapter 2 does with chapter 1's.
 
 use crate::exec::{self, ExecOptions};
-use crate::lifecycle::{self, CreateOptions, Found};
-use crate::monitor;
+use crate::lifecycle::{self, CreateOptions};
 use crate::process::NarrateHooks;
 use crate::spec::Overrides;
+use crate::{logs, monitor, ps, remove, stop};
 use ch01_images::cli::GlobalArgs;
 use ch01_images::error::{Error, Result};
-use ch01_images::explain;
 use ch01_images::pull::{pull, PullOptions};
 use ch01_images::reference::Reference;
 use ch01_images::store::{Image, Store};
-use ch01_images::table::{human_duration, human_size, render};
 use clap::{Args, Subcommand};
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::path::Path;
 
 // ANCHOR: commands
 /// The container commands (chapter 03).
 #[derive(Subcommand, Clone, Debug)]
 pub enum RunCommand {
     /// Create and start a container from an image (pulled first if missing), and wait for it
-    Run(RunArgs),
+    #[command(disable_help_flag = true)]
+    Run(Box<RunArgs>),
     /// List containers (running ones; all with -a)
     Ps {
         /// Show all containers, stopped ones too
@@ -49,11 +45,11 @@ pub enum RunCommand {
         follow: bool,
         container: String,
     },
-    /// Stop running containers: SIGTERM, then SIGKILL after a grace period
+    /// Stop running containers: SIGTERM (or the image's STOPSIGNAL), then SIGKILL after a grace period
     Stop {
-        /// Seconds to wait before SIGKILL
-        #[arg(short = 't', long = "time", default_value_t = 10)]
-        time: u64,
+        /// Seconds to wait before SIGKILL (default: the container's --stop-timeout, else 10)
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -116,8 +112,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// The container's hostname (default: the first 12 hex digits of its ID)
-    // docker also spells it `-h`; here `-h` stays `--help`, as in every chapter.
-    #[arg(long)]
+    #[arg(short = 'h', long)]
     pub hostname: Option<String>,
     /// Set an environment variable (KEY=VALUE, or KEY to pass this shell's value)
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
@@ -138,6 +133,15 @@ pub struct RunArgs {
     pub terminal: crate::pty::TerminalArgs,
     #[command(flatten)]
     pub resources: crate::cgroups::ResourceArgs,
+    /// The signal `stop` sends first (default: the image's STOPSIGNAL, else SIGTERM)
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits for the container before SIGKILL (default 10)
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Print help (`-h` is --hostname, as with docker)
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
     /// The image, e.g. busybox or localhost:5000/app:v1
     pub image: String,
     /// The command and its arguments (default: the image's CMD)
@@ -174,32 +178,32 @@ pub fn command_name(command: &RunCommand) -> &'static str {
 /// Runs a container command; returns the exit code `run` must exit with.
 pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32> {
     match command {
-        RunCommand::Run(args) => run(args, globals),
+        RunCommand::Run(args) => run(*args, globals),
         RunCommand::Ps {
             all,
             quiet,
             no_trunc,
         } => {
-            print!("{}", ps_table(&globals.root, all, quiet, no_trunc));
+            print!("{}", ps::ps_table(&globals.root, all, quiet, no_trunc));
             Ok(0)
         }
         RunCommand::Logs { follow, container } => {
-            logs(&globals.root, &container, follow)?;
+            logs::logs(&globals.root, &container, follow)?;
             Ok(0)
         }
         RunCommand::Stop { time, containers } => Ok(each("stop", &containers, |name| {
-            stop(&globals.root, name, time)
+            stop::stop(&globals.root, name, time)
         })),
         RunCommand::Kill { signal, containers } => {
-            let signal = parse_signal(&signal)?;
+            let signal = stop::parse_signal(&signal)?;
             Ok(each("kill", &containers, |name| {
-                kill(&globals.root, name, signal)
+                stop::kill(&globals.root, name, signal)
             }))
         }
         RunCommand::Rm { force, containers } => Ok(each("rm", &containers, |name| {
-            remove(&globals.root, name, force)
+            remove::remove(&globals.root, name, force)
         })),
-        RunCommand::Prune { force: _ } => prune(&globals.root),
+        RunCommand::Prune { force: _ } => remove::prune(&globals.root),
         RunCommand::Exec {
             env,
             workdir,
@@ -226,6 +230,9 @@ pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32>
 /// `run` = pull if missing + create + start + wait (+ delete with `--rm`).
 /// Detached (`-d`), a monitor process waits instead of us (see `monitor`).
 pub fn run(args: RunArgs, globals: &GlobalArgs) -> Result<i32> {
+    if let Some(signal) = &args.stop_signal {
+        stop::parse_signal(signal)?;
+    }
     let store = globals.store()?;
     // Pulling uses threads; they are all joined when it returns, before
     // any namespace work (which needs a single-threaded process).
@@ -245,6 +252,9 @@ pub fn run(args: RunArgs, globals: &GlobalArgs) -> Result<i32> {
         init: args.terminal.init,
         resources: args.resources,
         auto_remove: args.rm,
+        detach: args.detach,
+        stop_signal: args.stop_signal,
+        stop_timeout: args.stop_timeout,
     };
     let container = lifecycle::create(&globals.root, &store, &image, &args.image, &options)?;
     if args.detach {
@@ -317,409 +327,6 @@ fn each(command: &str, names: &[String], mut action: impl FnMut(&str) -> Result<
     }
     code
 }
-
-/// docker's ps COMMAND column: arguments with spaces in single quotes,
-/// the whole cut to 20 characters with "…", in double quotes.
-pub fn quoted_command(args: &[String], no_trunc: bool) -> String {
-    let command = args
-        .iter()
-        .map(|a| {
-            if a.contains(' ') {
-                format!("'{a}'")
-            } else {
-                a.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    if no_trunc || command.chars().count() <= 20 {
-        return format!("\"{command}\"");
-    }
-    let cut: String = command.chars().take(19).collect();
-    format!("\"{cut}…\"")
-}
-
-/// docker's ps STATUS column.
-pub fn status_text(state: &lifecycle::State, now: u64) -> String {
-    let since = |t: Option<u64>| human_duration(now.saturating_sub(t.unwrap_or(now)));
-    match state.status.as_str() {
-        "running" => format!("Up {}", since(state.started)),
-        "exited" => format!(
-            "Exited ({}) {} ago",
-            state.exit_code.unwrap_or(0),
-            since(state.finished)
-        ),
-        "created" => "Created".into(),
-        other => other.to_string(),
-    }
-}
-
-/// `ps`: CONTAINER ID, IMAGE, COMMAND, CREATED, STATUS, PORTS, NAMES,
-/// newest first.
-pub fn ps_table(root: &Path, all: bool, quiet: bool, no_trunc: bool) -> String {
-    let now = lifecycle::now();
-    let mut containers: Vec<(lifecycle::Config, lifecycle::State)> = lifecycle::list(root)
-        .into_iter()
-        .map(|c| {
-            let state = lifecycle::effective_state(&lifecycle::containers_dir(root).join(&c.id));
-            (c, state)
-        })
-        .filter(|(_, s)| all || s.status == "running")
-        .collect();
-    containers.sort_by_key(|c| std::cmp::Reverse(c.0.created));
-    let id = |c: &lifecycle::Config| {
-        if no_trunc {
-            c.id.clone()
-        } else {
-            c.id[..12].to_string()
-        }
-    };
-    if quiet {
-        return containers.iter().map(|(c, _)| id(c) + "\n").collect();
-    }
-    let rows: Vec<Vec<String>> = containers
-        .iter()
-        .map(|(c, s)| {
-            vec![
-                id(c),
-                c.image.clone(),
-                quoted_command(&c.spec.process.args, no_trunc),
-                format!("{} ago", human_duration(now.saturating_sub(c.created))),
-                status_text(s, now),
-                String::new(),
-                c.name.clone(),
-            ]
-        })
-        .collect();
-    render(
-        &[
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
-        ],
-        &rows,
-    )
-}
-
-/// `logs [-f]`: the container's stdout and stderr from its json-file log,
-/// each to where it came from.
-pub fn logs(root: &Path, name: &str, follow: bool) -> Result<()> {
-    let found = lifecycle::find(root, name)?;
-    let path = monitor::log_path(&found.dir, &found.config.id);
-    let mut offset = 0u64;
-    loop {
-        // Checked before reading: once it has exited, the log is complete.
-        let running = follow && lifecycle::effective_state(&found.dir).status == "running";
-        offset = print_log_from(&path, offset)?;
-        if !running {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
-/// Prints the complete log lines after `offset`; returns the new offset.
-fn print_log_from(path: &Path, offset: u64) -> Result<u64> {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return Ok(offset);
-    };
-    let mut bytes = Vec::new();
-    file.seek(SeekFrom::Start(offset))
-        .and_then(|_| file.read_to_end(&mut bytes))
-        .map_err(|e| Error::new(format!("reading {}: {e}", path.display())))?;
-    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
-    for line in bytes[..complete].split(|b| *b == b'\n') {
-        let Ok(entry) = serde_json::from_slice::<monitor::Entry>(line) else {
-            continue;
-        };
-        let _ = if entry.stream == "stderr" {
-            err.write_all(entry.log.as_bytes())
-        } else {
-            out.write_all(entry.log.as_bytes())
-        };
-    }
-    let _ = out.flush();
-    Ok(offset + complete as u64)
-}
-
-/// Waits up to `limit` for a process to be gone; true if it is.
-fn wait_gone(pid: Option<i32>, start: Option<u64>, limit: std::time::Duration) -> bool {
-    let deadline = std::time::Instant::now() + limit;
-    while lifecycle::alive(pid, start) {
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    true
-}
-
-/// Sends `signal` to the container's PID 1, narrated.
-fn signal_pid1(found: &Found, state: &lifecycle::State, signal: Signal) -> Result<()> {
-    let pid = state.pid.unwrap_or_default();
-    explain::step(
-        &format!("send {signal} to the container's PID 1 ({pid} on the host)",),
-        Some(&format!(
-            "kill -{} {pid}",
-            signal.as_str().trim_start_matches("SIG")
-        )),
-    );
-    nix::sys::signal::kill(Pid::from_raw(pid), signal).map_err(|e| {
-        Error::new(format!("cannot kill container {}: {e}", found.config.id)).with_exit_code(1)
-    })
-}
-
-/// After PID 1 is gone: lets a live monitor record the exit (and unmount)
-/// before we go on.
-fn wait_for_monitor(found: &Found) {
-    let state = lifecycle::read_state(&found.dir).unwrap_or_default();
-    if state.monitor_pid.is_some() {
-        wait_gone(
-            state.monitor_pid,
-            state.monitor_start,
-            std::time::Duration::from_secs(10),
-        );
-        return;
-    }
-    // A foreground `run` records the exit itself: give it a moment.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while lifecycle::read_state(&found.dir).is_ok_and(|s| s.status == "running")
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-/// `stop`: SIGTERM, up to `time` seconds for PID 1 to exit, then SIGKILL.
-pub fn stop(root: &Path, name: &str, time: u64) -> Result<()> {
-    let found = lifecycle::find(root, name)?;
-    let state = lifecycle::effective_state(&found.dir);
-    if state.status != "running" {
-        return Ok(());
-    }
-    signal_pid1(&found, &state, Signal::SIGTERM)?;
-    let grace = std::time::Duration::from_secs(time);
-    let mut code = 255;
-    if !wait_gone(state.pid, state.pid_start, grace) {
-        explain::step(&format!("still running after {time}s: kill it"), None);
-        signal_pid1(&found, &state, Signal::SIGKILL)?;
-        code = 137;
-        wait_gone(
-            state.pid,
-            state.pid_start,
-            std::time::Duration::from_secs(10),
-        );
-    }
-    wait_for_monitor(&found);
-    record_without_monitor(&found, code)
-}
-
-/// When no monitor is left to record the exit (it was killed), the
-/// engine does: "exited" (137 after SIGKILL; 255, unknown, otherwise),
-/// and the root filesystem unmounted.
-fn record_without_monitor(found: &Found, code: i32) -> Result<()> {
-    let state = lifecycle::read_state(&found.dir).unwrap_or_default();
-    if state.status != "running"
-        || state.monitor_pid.is_none()
-        || lifecycle::alive(state.monitor_pid, state.monitor_start)
-    {
-        return Ok(());
-    }
-    let merged = found.dir.join("merged");
-    if ch02_layers::overlay::is_mounted(&merged) {
-        ch02_layers::overlay::unmount(&merged)?;
-    }
-    lifecycle::update_state(&found.dir, |s| {
-        s.status = "exited".into();
-        s.exit_code = Some(code);
-        s.finished = Some(lifecycle::now());
-        s.pid = None;
-        s.pid_start = None;
-    })?;
-    Ok(())
-}
-
-/// `kill -s SIGNAL`.
-pub fn kill(root: &Path, name: &str, signal: Signal) -> Result<()> {
-    let found = lifecycle::find(root, name)?;
-    let state = lifecycle::effective_state(&found.dir);
-    if state.status != "running" {
-        return Err(Error::new(format!(
-            "cannot kill container: {name}: container {} is not running",
-            found.config.id
-        ))
-        .with_exit_code(1));
-    }
-    signal_pid1(&found, &state, signal)
-}
-
-/// `KILL`, `SIGKILL`, `kill` or `9`.
-pub fn parse_signal(text: &str) -> Result<Signal> {
-    if let Ok(n) = text.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| Error::new(format!("invalid signal: {text}")));
-    }
-    let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse()
-        .map_err(|_| Error::new(format!("invalid signal: {text}")))
-}
-
-/// `rm [-f]`: a running container only with `-f`, which kills it first;
-/// then everything of it goes, even when its monitor was killed.
-pub fn remove(root: &Path, name: &str, force: bool) -> Result<()> {
-    let found = lifecycle::find(root, name)?;
-    let state = lifecycle::effective_state(&found.dir);
-    if state.status == "running" {
-        if !force {
-            return Err(Error::new(format!(
-                "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
-                found.config.name
-            ))
-            .with_exit_code(1));
-        }
-        // Killing PID 1 kills every process of its PID namespace.
-        signal_pid1(&found, &state, Signal::SIGKILL)?;
-        wait_gone(
-            state.pid,
-            state.pid_start,
-            std::time::Duration::from_secs(10),
-        );
-    }
-    wait_for_monitor(&found);
-    if found.dir.exists() {
-        lifecycle::remove_from_disk(root, &found)?;
-    }
-    Ok(())
-}
-
-/// `prune`: removes every container that is not running.
-pub fn prune(root: &Path) -> Result<i32> {
-    let mut deleted = Vec::new();
-    let mut reclaimed = 0;
-    for config in lifecycle::list(root) {
-        let dir = lifecycle::containers_dir(root).join(&config.id);
-        let state = lifecycle::effective_state(&dir);
-        // A live monitor is still finishing (or removing) this one.
-        if state.status == "running" || lifecycle::alive(state.monitor_pid, state.monitor_start) {
-            continue;
-        }
-        reclaimed += dir_size(&dir.join("upper"));
-        let id = config.id.clone();
-        lifecycle::remove_from_disk(root, &Found { dir, config })?;
-        deleted.push(id);
-    }
-    if !deleted.is_empty() {
-        println!("Deleted Containers:");
-        for id in &deleted {
-            println!("{id}");
-        }
-        println!();
-    }
-    println!("Total reclaimed space: {}", human_size(reclaimed));
-    Ok(0)
-}
-
-fn dir_size(path: &Path) -> u64 {
-    let Ok(meta) = path.symlink_metadata() else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.len();
-    }
-    std::fs::read_dir(path)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| dir_size(&e.path()))
-        .sum()
-}
-
-/// `inspect NAME…`: a container when one has that name or ID, otherwise
-/// an image, as docker does. Returns the exit code (1 if any was missing).
-pub fn inspect(globals: &GlobalArgs, names: &[String]) -> Result<i32> {
-    let store = globals.store()?;
-    let mut found = Vec::new();
-    let mut code = 0;
-    for name in names {
-        if let Ok(container) = lifecycle::find(&globals.root, name) {
-            found.push(container_json(&container));
-        } else if let Ok(image) = store.get(name) {
-            found.push(ch01_images::cli::inspect_json(&store, &image));
-        } else {
-            eprintln!("inspect: No such object: {name}");
-            code = 1;
-        }
-    }
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&found).expect("JSON values serialize")
-    );
-    Ok(code)
-}
-
-/// The fields of `docker container inspect` this engine knows.
-pub fn container_json(found: &Found) -> serde_json::Value {
-    let config = &found.config;
-    let state = lifecycle::effective_state(&found.dir);
-    let process = &config.spec.process;
-    let time = |t: Option<u64>| t.map_or("0001-01-01T00:00:00Z".to_string(), monitor::rfc3339);
-    let running = state.status == "running";
-    serde_json::json!({
-        "Id": config.id,
-        "Created": monitor::rfc3339(config.created),
-        "Path": process.args.first(),
-        "Args": process.args.get(1..).unwrap_or_default(),
-        "State": {
-            "Status": state.status,
-            "Running": running,
-            "Paused": false,
-            "Restarting": false,
-            "Dead": false,
-            "Pid": if running { state.pid.unwrap_or(0) } else { 0 },
-            "ExitCode": state.exit_code.unwrap_or(0),
-            "StartedAt": time(state.started),
-            "FinishedAt": time(state.finished),
-        },
-        "Image": config.image_id,
-        "LogPath": monitor::log_path(&found.dir, &config.id),
-        "Name": format!("/{}", config.name),
-        "Mounts": config.spec.mounts.iter()
-            .filter(|m| m.fstype == "bind" && !m.destination.starts_with("/etc/"))
-            .map(|m| serde_json::json!({
-                "Type": "bind",
-                "Source": m.source,
-                "Destination": m.destination,
-                "RW": !m.options.iter().any(|o| o == "ro"),
-            }))
-            .collect::<Vec<_>>(),
-        "Config": {
-            "Hostname": config.spec.hostname,
-            "User": process.user,
-            "Env": process.env,
-            "Cmd": process.args,
-            "Image": config.image,
-            "WorkingDir": process.cwd,
-        },
-        "GraphDriver": {
-            "Name": "overlay",
-            "Data": {
-                "UpperDir": found.dir.join("upper"),
-                "WorkDir": found.dir.join("work"),
-                "MergedDir": config.spec.rootfs,
-            },
-        },
-    })
-}
 // ANCHOR_END: container_commands
 
 #[cfg(test)]
@@ -731,44 +338,6 @@ mod tests {
     struct Cli {
         #[command(subcommand)]
         command: RunCommand,
-    }
-
-    #[test]
-    fn ps_columns_are_dockers() {
-        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            quoted_command(&words(&["sleep", "100"]), false),
-            "\"sleep 100\""
-        );
-        assert_eq!(
-            quoted_command(&words(&["sh", "-c", "echo hi; sleep 100"]), false),
-            "\"sh -c 'echo hi; sle…\""
-        );
-        assert_eq!(
-            quoted_command(&words(&["sh", "-c", "echo hi; sleep 100"]), true),
-            "\"sh -c 'echo hi; sleep 100'\""
-        );
-        let state = |status: &str, code| lifecycle::State {
-            status: status.into(),
-            exit_code: code,
-            started: Some(1000),
-            finished: Some(1000),
-            ..Default::default()
-        };
-        assert_eq!(status_text(&state("running", None), 1003), "Up 3 seconds");
-        assert_eq!(
-            status_text(&state("exited", Some(3)), 1000 + 120),
-            "Exited (3) 2 minutes ago"
-        );
-        assert_eq!(status_text(&state("created", None), 0), "Created");
-    }
-
-    #[test]
-    fn signals_by_name_or_number() {
-        assert_eq!(parse_signal("KILL").unwrap(), Signal::SIGKILL);
-        assert_eq!(parse_signal("sigterm").unwrap(), Signal::SIGTERM);
-        assert_eq!(parse_signal("1").unwrap(), Signal::SIGHUP);
-        assert!(parse_signal("NOPE").is_err());
     }
 
     #[test]

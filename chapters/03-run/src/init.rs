@@ -27,9 +27,9 @@ use nix::unistd::{fork, ForkResult, Pid};
 pub const NAME: &str = "crabbox-init";
 
 // ANCHOR: init
-/// Forks: returns in the child, which goes on to exec the command; the
+/// Forks: returns in the child, which goes on to exec `command`; the
 /// parent stays behind as PID 1 and never returns.
-pub fn fork_init() -> Result<(), String> {
+pub fn fork_init(command: &[String]) -> Result<(), String> {
     explain::step(
         "--init: PID 1 stays a tiny init that forwards signals and reaps zombies; the command runs as its child",
         Some("tini -- COMMAND…   # what docker run --init does"),
@@ -61,11 +61,47 @@ pub fn fork_init() -> Result<(), String> {
                 // SAFETY: PR_SET_NAME reads a NUL-terminated string.
                 unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
             }
+            let mut words = vec![format!("/sbin/{NAME}"), "--".to_string()];
+            words.extend(command.iter().cloned());
+            set_command_line(&words);
             let code = supervise(child);
             // SAFETY: ending this process; nothing to clean up.
             unsafe { libc::_exit(code) }
         }
     }
+}
+
+/// Rewrites what `ps` shows as this process's command line. The kernel
+/// reads it from the process's own memory, the bytes between `arg_start`
+/// and `arg_end` (fields 48 and 49 of /proc/self/stat): the engine's
+/// original argv, host paths included, which PID 1 would otherwise show.
+/// The new words must fit where the old ones were; they are cut if not.
+fn set_command_line(words: &[String]) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after "PID (comm)"; arg_start is field 48, the 46th of these.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let (Some(Ok(start)), Some(Ok(end))) = (
+        fields.get(45).map(|f| f.parse::<usize>()),
+        fields.get(46).map(|f| f.parse::<usize>()),
+    ) else {
+        return;
+    };
+    if end <= start {
+        return;
+    }
+    let mut bytes = words.join("\0").into_bytes();
+    // NUL-padded to the old length; the last byte is always a NUL.
+    bytes.resize(end - start - 1, 0);
+    bytes.push(0);
+    // SAFETY: [start, end) is this process's argv area (the kernel says
+    // so), writable memory that nothing else in this process reads any
+    // more: the container's PID 1 only supervises from here on.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), start as *mut u8, bytes.len()) };
 }
 
 /// The init's loop: reap every child, pass every signal on to the

@@ -12,9 +12,11 @@
 //! 4. [`capabilities`] and [`user`]: root, cut down; or another user;
 //! 5. [`process`]: clone, the gate, exec, signals (extension point: `Hooks`);
 //!    [`cgroups`]: resource limits; [`init`]: a tiny PID 1; [`pty`]: `-t`;
-//! 6. [`lifecycle`]: create, start, wait, delete, with state on disk.
+//! 6. [`lifecycle`]: create, start, wait, delete, with state on disk;
+//!    [`monitor`]: `run -d`; [`logs`], [`ps`], [`stop`], [`remove`],
+//!    [`exec`], [`inspect`]: managing containers afterwards.
 //!
-//! [`cli`] is the `run` command.
+//! [`cli`] is the command line.
 
 pub mod capabilities;
 pub mod cgroups;
@@ -22,12 +24,17 @@ pub mod cli;
 pub mod devices;
 pub mod exec;
 pub mod init;
+pub mod inspect;
 pub mod lifecycle;
+pub mod logs;
 pub mod monitor;
 pub mod mounts;
 pub mod namespaces;
 pub mod pivot;
 pub mod process;
+pub mod ps;
 pub mod pty;
+pub mod remove;
 pub mod spec;
+pub mod stop;
 pub mod user;

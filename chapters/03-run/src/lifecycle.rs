@@ -50,6 +50,13 @@ pub struct Config {
     /// `--rm`: removed as soon as it exits (docker's HostConfig.AutoRemove).
     #[serde(default)]
     pub auto_remove: bool,
+    /// The signal `stop` sends first: `--stop-signal`, else the image's
+    /// STOPSIGNAL; `None` is SIGTERM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds `stop` waits before SIGKILL (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
     pub spec: ContainerSpec,
 }
 
@@ -72,6 +79,10 @@ pub struct State {
     pub monitor_pid: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor_start: Option<u64>,
+    /// The kernel's OOM killer killed a process of the container (over
+    /// `--memory`): docker's State.OOMKilled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
 }
 
 /// One container: its directory, config and root filesystem.
@@ -97,6 +108,11 @@ pub struct CreateOptions {
     pub resources: crate::cgroups::ResourceArgs,
     /// `--rm`: remove the container when it exits.
     pub auto_remove: bool,
+    /// `-d`: a monitor keeps it, not the caller (see `spec::Process`).
+    pub detach: bool,
+    /// `--stop-signal`, `--stop-timeout` (see [`Config`]).
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<u64>,
 }
 
 pub fn now() -> u64 {
@@ -210,6 +226,11 @@ pub fn create(
         image_id: image.id().to_string(),
         created: now(),
         auto_remove: options.auto_remove,
+        stop_signal: options
+            .stop_signal
+            .clone()
+            .or_else(|| image.config.config.stop_signal.clone()),
+        stop_timeout: options.stop_timeout,
         spec: build_spec(image, options, &id, &dir)?,
     };
     // A container kept after it exits must survive a power cut; one
@@ -302,6 +323,7 @@ fn build_spec(
             stdin: options.stdin,
             tty: options.tty,
             init: options.init,
+            die_with_parent: !options.detach,
         },
         hostname,
         namespaces: spec::NAMESPACES.iter().map(|s| s.to_string()).collect(),
@@ -500,6 +522,12 @@ pub fn wait(container: &Container, pid: Pid, hooks: &mut dyn Hooks) -> Result<i3
 /// The foreground `run` and the monitor of `run -d` both end here.
 pub fn finish(container: &Container, code: i32, hooks: &mut dyn Hooks) -> Result<i32> {
     let stopped = hooks.after_stop();
+    let oom_killed = container
+        .config
+        .spec
+        .resources
+        .as_ref()
+        .is_some_and(crate::cgroups::oom_killed);
     // The container's own mounts died with its mount namespace; the
     // overlay was mounted from here, so it is unmounted from here.
     container.rootfs.unmount()?;
@@ -509,6 +537,7 @@ pub fn finish(container: &Container, code: i32, hooks: &mut dyn Hooks) -> Result
         state.finished = Some(now());
         state.pid = None;
         state.pid_start = None;
+        state.oom_killed = oom_killed;
     })?;
     stopped?;
     Ok(code)

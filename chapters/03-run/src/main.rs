@@ -38,10 +38,27 @@ fn main() {
         // `inspect` is chapter 1's, for images; here a container comes
         // first, then an image, as with docker.
         Command::Earlier(layers_cli::Command::Images(ImageCommand::Inspect { images })) => {
-            match run_cli::inspect(&args.globals, &images) {
+            match ch03_run::inspect::inspect(&args.globals, &images) {
                 Ok(code) => std::process::exit(code),
                 Err(e) => images_cli::exit_with("inspect", Err(e)),
             }
+        }
+        // `rmi` is chapter 1's; here an image a container uses stays unless -f.
+        Command::Earlier(layers_cli::Command::Images(ImageCommand::Rmi {
+            force: false,
+            images,
+        })) => {
+            let checked = args.globals.store().and_then(|store| {
+                ch03_run::remove::refuse_rmi_of_used_images(&args.globals.root, &store, &images)
+            });
+            if let Err(e) = checked {
+                images_cli::exit_with("rmi", Err(e));
+            }
+            let command = layers_cli::Command::Images(ImageCommand::Rmi {
+                force: false,
+                images,
+            });
+            images_cli::exit_with("rmi", layers_cli::run_command(command, &args.globals))
         }
         Command::Earlier(command) => {
             let name = command.name();

@@ -18,6 +18,7 @@
 //! `{"log":"hello\n","stream":"stdout","time":"2026-11-28T06:30:00.123456789Z"}`.
 
 use crate::lifecycle::{self, Container};
+use crate::logs::{log_path, Log};
 use crate::process::{self, NarrateHooks};
 use ch01_images::error::{Error, Result};
 use ch01_images::explain;
@@ -27,12 +28,6 @@ use nix::unistd::{fork, ForkResult, Pid};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
-
-/// `ROOT/containers/<id>/<id>-json.log`.
-pub fn log_path(dir: &Path, id: &str) -> PathBuf {
-    dir.join(format!("{id}-json.log"))
-}
 
 // ANCHOR: detach
 /// Starts the created container under a monitor that outlives us.
@@ -245,90 +240,5 @@ fn pass_on_narration(err_read: &OwnedFd, mut caller: File, log: &mut Log) {
     let _ = caller.write_all(&pending[..narrated]);
     if narrated < pending.len() {
         log.write("stderr", &pending[narrated..]);
-    }
-}
-
-/// The container's log, docker's `json-file` format.
-pub struct Log {
-    file: File,
-}
-
-/// One line of the log.
-#[derive(serde::Serialize, serde::Deserialize)]
-pub struct Entry {
-    pub log: String,
-    pub stream: String,
-    pub time: String,
-}
-
-impl Log {
-    pub fn open(path: &Path) -> Result<Log> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::new(format!("opening {}: {e}", path.display())))?;
-        Ok(Log { file })
-    }
-
-    /// One entry per line, as docker writes them (a last piece without a
-    /// newline is an entry of its own).
-    pub fn write(&mut self, stream: &str, bytes: &[u8]) {
-        let time = rfc3339_nanos(std::time::SystemTime::now());
-        let mut out = Vec::new();
-        for piece in bytes.split_inclusive(|b| *b == b'\n') {
-            let entry = Entry {
-                log: String::from_utf8_lossy(piece).into_owned(),
-                stream: stream.to_string(),
-                time: time.clone(),
-            };
-            serde_json::to_writer(&mut out, &entry).expect("serializes");
-            out.push(b'\n');
-        }
-        let _ = self.file.write_all(&out);
-    }
-}
-
-/// `2026-11-28T06:30:00.123456789Z`, as docker writes times.
-pub fn rfc3339_nanos(time: std::time::SystemTime) -> String {
-    let since = time
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since.as_secs() as i64;
-    let (days, rest) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        since.subsec_nanos()
-    )
-}
-
-/// Seconds since the epoch as RFC 3339 (for `inspect`).
-pub fn rfc3339(secs: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-    rfc3339_nanos(t).replace(".000000000Z", "Z")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_847_400), "2026-11-28T06:30:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

@@ -385,8 +385,22 @@ fn setup_and_exec(
     nix::unistd::setuid(nix::unistd::Uid::from_raw(ids.uid))
         .map_err(|e| format!("setuid {}: {e}", ids.uid))?;
     capabilities::set_no_new_privs()?;
+    // ANCHOR: pdeathsig
+    // A foreground `run` is the only process that would ever wait for this
+    // container: if it dies, even by SIGKILL, the kernel kills PID 1 too,
+    // and with it the whole PID namespace. Set after setuid, which clears
+    // it; kept across exec.
+    if process.die_with_parent {
+        explain::step(
+            "if this `run` dies, the container dies with it",
+            Some("prctl PR_SET_PDEATHSIG SIGKILL   # what unshare --kill-child does"),
+        );
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+            .map_err(|e| format!("prctl(PR_SET_PDEATHSIG): {e}"))?;
+    }
+    // ANCHOR_END: pdeathsig
     if process.init {
-        crate::init::fork_init()?;
+        crate::init::fork_init(&process.args)?;
     }
 
     let program = find_executable(&process.args[0], &env)?;

@@ -75,6 +75,12 @@ pub struct Process {
     /// (see `init`).
     #[serde(default)]
     pub init: bool,
+    /// Killed by the kernel if the engine process that started it dies
+    /// (a foreground `run`: nothing else would ever record its exit).
+    /// A detached container outlives its monitor, as docker's outlive
+    /// their shim.
+    #[serde(default)]
+    pub die_with_parent: bool,
 }
 
 /// One mount, as `mount -t FSTYPE -o OPTIONS SOURCE DESTINATION` would do it.
