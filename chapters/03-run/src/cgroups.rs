@@ -42,9 +42,12 @@ const CPU_PERIOD: u64 = 100_000;
 /// `run`'s resource flags, with docker's names and units.
 #[derive(Args, Clone, Debug, Default)]
 pub struct ResourceArgs {
-    /// Memory limit, e.g. 64m (units b, k, m, g); swap is limited to the same
+    /// Memory limit, e.g. 64m (units b, k, m, g)
     #[arg(short = 'm', long, value_name = "BYTES")]
     pub memory: Option<String>,
+    /// Memory plus swap, e.g. 128m (default: twice --memory; -1: unlimited swap)
+    #[arg(long = "memory-swap", value_name = "BYTES", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
     /// At most this many processes (and threads) in the container
     #[arg(long = "pids-limit", value_name = "N")]
     pub pids_limit: Option<u64>,
@@ -57,10 +60,34 @@ pub struct ResourceArgs {
 impl ResourceArgs {
     /// The limits for container `id`, or `None` when no flag was given.
     pub fn resources(&self, id: &str) -> Result<Option<Resources>> {
-        if self.memory.is_none() && self.pids_limit.is_none() && self.cpus.is_none() {
+        if self.memory.is_none()
+            && self.memory_swap.is_none()
+            && self.pids_limit.is_none()
+            && self.cpus.is_none()
+        {
             return Ok(None);
         }
         let memory = self.memory.as_deref().map(parse_bytes).transpose()?;
+        let memory_swap = match (memory, self.memory_swap.as_deref()) {
+            (None, Some(_)) => {
+                return Err(Error::new(
+                    "--memory-swap needs --memory: it is memory plus swap",
+                ))
+            }
+            (None, None) => None,
+            (Some(_), Some("-1")) => Some(-1),
+            (Some(memory), Some(text)) => {
+                let total = parse_bytes(text)?;
+                if total < memory {
+                    return Err(Error::new(format!(
+                        "--memory-swap {text} is smaller than --memory: it counts memory plus swap, so give at least as much"
+                    )));
+                }
+                Some(total as i64)
+            }
+            // docker's default: as much swap as memory.
+            (Some(memory), None) => Some(2 * memory as i64),
+        };
         if let Some(cpus) = self.cpus {
             if !(cpus > 0.0 && cpus.is_finite()) {
                 return Err(Error::new(format!(
@@ -74,6 +101,7 @@ impl ResourceArgs {
         Ok(Some(Resources {
             cgroup: format!("crabbox/{id}"),
             memory,
+            memory_swap,
             pids: self.pids_limit,
             cpus: self.cpus,
         }))
@@ -278,8 +306,13 @@ fn create_inner(r: &Resources) -> Result<()> {
             mkdir(&dir)?;
             if let Some(bytes) = r.memory {
                 write(&dir.join("memory.max"), &bytes.to_string())?;
+                // v2 limits swap alone, not memory plus swap.
                 if dir.join("memory.swap.max").exists() {
-                    write(&dir.join("memory.swap.max"), "0")?;
+                    let swap = match r.memory_swap {
+                        Some(total) if total >= 0 => (total as u64 - bytes).to_string(),
+                        _ => "max".to_string(),
+                    };
+                    write(&dir.join("memory.swap.max"), &swap)?;
                 }
             }
             if let Some(pids) = r.pids {
@@ -304,13 +337,12 @@ fn create_inner(r: &Resources) -> Result<()> {
                 mkdir(&dir)?;
                 write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
                 // memory+swap: only there when the kernel accounts swap.
+                // Only there when the kernel accounts swap (swapaccount=1);
+                // without it, swap is not limited, as with docker.
                 let memsw = dir.join("memory.memsw.limit_in_bytes");
                 if memsw.exists() {
-                    write(&memsw, &bytes.to_string())?;
-                } else if dir.join("memory.swappiness").exists() {
-                    // No swap accounting (swapaccount=0): at least ask the
-                    // kernel not to swap this cgroup out.
-                    write(&dir.join("memory.swappiness"), "0")?;
+                    let total = r.memory_swap.unwrap_or(-1);
+                    write(&memsw, &total.to_string())?;
                 }
             }
             if let Some(pids) = r.pids {
@@ -413,5 +445,23 @@ mod tests {
         let r = args.resources("abc").unwrap().unwrap();
         assert_eq!(r.cgroup, "crabbox/abc");
         assert_eq!(r.pids, Some(20));
+    }
+
+    #[test]
+    fn memory_swap_is_dockers() {
+        let with = |memory: Option<&str>, swap: Option<&str>| {
+            ResourceArgs {
+                memory: memory.map(String::from),
+                memory_swap: swap.map(String::from),
+                ..Default::default()
+            }
+            .resources("abc")
+            .map(|r| r.and_then(|r| r.memory_swap))
+        };
+        assert_eq!(with(Some("16m"), None).unwrap(), Some(32 << 20));
+        assert_eq!(with(Some("16m"), Some("-1")).unwrap(), Some(-1));
+        assert_eq!(with(Some("16m"), Some("16m")).unwrap(), Some(16 << 20));
+        assert!(with(Some("16m"), Some("8m")).is_err());
+        assert!(with(None, Some("8m")).is_err());
     }
 }

@@ -46,8 +46,12 @@ pub struct ContainerSpec {
 pub struct Resources {
     /// The cgroup, relative to each hierarchy's root: `crabbox/<id>`.
     pub cgroup: String,
-    /// `--memory`: bytes of RAM (swap is capped to the same, so a hog is killed).
+    /// `--memory`: bytes of RAM.
     pub memory: Option<u64>,
+    /// `--memory-swap`: bytes of RAM *and* swap together, docker's way
+    /// (default twice `memory`: as much swap as RAM; -1: unlimited swap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_swap: Option<i64>,
     /// `--pids-limit`: how many processes and threads at most.
     pub pids: Option<u64>,
     /// `--cpus`: how many CPUs' worth of time per period (0.5 = half of one).
