@@ -347,6 +347,17 @@ fn explain_narrates_each_kernel_step_with_its_shell_command() {
             .unwrap_or_else(|| panic!("{step:?} missing (or out of order) in:\n{}", out.stderr));
         last += found;
     }
+    // And the whole narration, as a reader sees it (the book quotes it).
+    let root = setup.engine.root.path().display().to_string();
+    let narration = out.stderr.replace(&root, "$ROOT");
+    insta::with_settings!({filters => vec![
+        (r"[0-9a-f]{64}", "[ID]"),
+        (r"\b[0-9a-f]{12}\b", "[SHORT-ID]"),
+        (r"PID \d+ on the host", "PID [N] on the host"),
+        (r"/proc/\d+/ns", "/proc/[N]/ns"),
+    ]}, {
+        insta::assert_snapshot!("explain_run", narration);
+    });
 }
 
 #[test]

@@ -84,8 +84,11 @@ impl OverlayMount {
         }
         explain::step(
             &format!(
-                "mount the image's {} layers (read-only) under a writable layer, as one tree",
-                self.lowers.len()
+                "mount the image's {} (read-only) under a writable layer, as one tree",
+                match self.lowers.len() {
+                    1 => "layer".to_string(),
+                    n => format!("{n} layers"),
+                }
             ),
             Some(&format!(
                 "cd {} && mount -t overlay overlay -o {options} {}",

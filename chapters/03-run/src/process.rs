@@ -393,7 +393,7 @@ fn setup_and_exec(
     if process.die_with_parent {
         explain::step(
             "if this `run` dies, the container dies with it",
-            Some("prctl PR_SET_PDEATHSIG SIGKILL   # what unshare --kill-child does"),
+            Some("setpriv --pdeathsig KILL …   # what unshare --kill-child does"),
         );
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
             .map_err(|e| format!("prctl(PR_SET_PDEATHSIG): {e}"))?;
