@@ -354,6 +354,7 @@ fn explain_narrates_each_kernel_step_with_its_shell_command() {
         (r"[0-9a-f]{64}", "[ID]"),
         (r"\b[0-9a-f]{12}\b", "[SHORT-ID]"),
         (r"PID \d+ on the host", "PID [N] on the host"),
+        (r"\([a-z]+_[a-z]+\) in ", "([GENERATED NAME]) in "),
         (r"/proc/\d+/ns", "/proc/[N]/ns"),
     ]}, {
         insta::assert_snapshot!("explain_run", narration);

@@ -29,6 +29,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
 pub mod mounts;
+pub mod names;
 pub mod namespaces;
 pub mod pivot;
 pub mod process;

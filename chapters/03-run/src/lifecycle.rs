@@ -123,15 +123,32 @@ pub fn now() -> u64 {
 
 /// 32 random bytes as 64 hex digits, like docker's container IDs.
 fn new_id() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .context("reading", Path::new("/dev/urandom"))?;
+    let bytes: [u8; 32] = random_bytes()?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut bytes = [0u8; N];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .context("reading", Path::new("/dev/urandom"))?;
+    Ok(bytes)
+}
+
+/// A generated name no container has yet (see `names`); after a few
+/// unlucky draws, the short ID, which is unique anyway.
+fn unused_name(taken: &[String], id: &str) -> Result<String> {
+    for _ in 0..10 {
+        let name = crate::names::generate(random_bytes()?);
+        if !taken.contains(&name) {
+            return Ok(name);
+        }
+    }
+    Ok(id[..12].to_string())
+}
+
 /// docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
-fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && name.len() >= 2
@@ -212,16 +229,15 @@ pub fn create(
     let containers = containers_dir(root);
     fs::create_dir_all(&containers).context("creating", &containers)?;
     let id = new_id()?;
-    let name = options.name.clone().unwrap_or_else(|| id[..12].to_string());
-    if !valid_name(&name) {
+    if let Some(name) = options.name.as_deref().filter(|n| !valid_name(n)) {
         return Err(Error::new(format!(
             "invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )));
     }
     let dir = containers.join(&id);
-    let config = Config {
+    let mut config = Config {
         id: id.clone(),
-        name: name.clone(),
+        name: String::new(), // chosen below, under the lock
         image: image_name.to_string(),
         image_id: image.id().to_string(),
         created: now(),
@@ -245,18 +261,24 @@ pub fn create(
         // Names are unique: check and claim (by writing config.json) under
         // one lock, so two `run --name x` at once cannot both win.
         let _lock = durable::lock(&containers.join(".lock"))?;
-        if list(root).iter().any(|c| c.name == name) {
-            return Err(Error::new(format!(
-                "the container name {name:?} is already in use — remove that container or choose another name"
-            )));
-        }
+        let taken: Vec<String> = list(root).into_iter().map(|c| c.name).collect();
+        config.name = match &options.name {
+            Some(name) if taken.contains(name) => {
+                return Err(Error::new(format!(
+                    "the container name {name:?} is already in use — remove that container or choose another name"
+                )))
+            }
+            Some(name) => name.clone(),
+            None => unused_name(&taken, &id)?,
+        };
         fs::create_dir(&dir).context("creating", &dir)?;
         write_config(&dir, &config, flush)?;
     }
     explain::step(
         &format!(
-            "create container {} ({name}) in {}",
+            "create container {} ({}) in {}",
             &id[..12],
+            config.name,
             dir.display()
         ),
         Some(&format!("mkdir {}", dir.display())),
