@@ -67,7 +67,14 @@ impl ResourceArgs {
         {
             return Ok(None);
         }
-        let memory = self.memory.as_deref().map(parse_bytes).transpose()?;
+        let size = |flag: &str, text: &str| {
+            parse_bytes(text).map_err(|e| Error::new(format!("invalid {flag} {}", e.message())))
+        };
+        let memory = self
+            .memory
+            .as_deref()
+            .map(|text| size("--memory", text))
+            .transpose()?;
         let memory_swap = match (memory, self.memory_swap.as_deref()) {
             (None, Some(_)) => {
                 return Err(Error::new(
@@ -77,7 +84,7 @@ impl ResourceArgs {
             (None, None) => None,
             (Some(_), Some("-1")) => Some(-1),
             (Some(memory), Some(text)) => {
-                let total = parse_bytes(text)?;
+                let total = size("--memory-swap", text)?;
                 if total < memory {
                     return Err(Error::new(format!(
                         "--memory-swap {text} is smaller than --memory: it counts memory plus swap, so give at least as much"
@@ -129,14 +136,12 @@ pub fn parse_bytes(text: &str) -> Result<u64> {
         Some(v) if multiplier > 0 && v >= 0.0 && v.is_finite() => {
             let bytes = (v * multiplier as f64) as u64;
             if bytes < 6 << 20 {
-                return Err(Error::new(format!(
-                    "invalid --memory {text}: the minimum is 6m (docker's)"
-                )));
+                return Err(Error::new(format!("{text}: the minimum is 6m (docker's)")));
             }
             Ok(bytes)
         }
         _ => Err(Error::new(format!(
-            "invalid --memory {text:?}: give a number with an optional unit b, k, m or g (e.g. 64m)"
+            "{text:?}: give a number with an optional unit b, k, m or g (e.g. 64m)"
         ))),
     }
 }
