@@ -315,7 +315,8 @@ fn init_is_pid_1_and_reaps_orphans() {
 
 /// Runs `ch03-run ARGS` with a terminal of the test's own as its stdin,
 /// stdout and stderr, writes `input` to it, returns what came out and the
-/// exit code.
+/// exit code. Asserts that the terminal's settings are the same afterwards
+/// (raw mode was undone).
 fn run_on_a_pty(setup: &Setup, args: &[&str], input: &[u8]) -> (String, i32) {
     // A 30x100 window, which the container's terminal must copy.
     let size = nix::pty::Winsize {
@@ -325,6 +326,15 @@ fn run_on_a_pty(setup: &Setup, args: &[&str], input: &[u8]) -> (String, i32) {
         ws_ypixel: 0,
     };
     let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let probe = pty.slave.try_clone().unwrap();
+    let settings = |fd: &std::os::fd::OwnedFd| {
+        let t = nix::sys::termios::tcgetattr(fd).unwrap();
+        format!(
+            "{:?} {:?} {:?} {:?}",
+            t.input_flags, t.output_flags, t.local_flags, t.control_flags
+        )
+    };
+    let before = settings(&probe);
     let slave = |fd: &std::os::fd::OwnedFd| Stdio::from(fd.try_clone().unwrap());
     let mut command = setup.engine.command(BIN, args);
     command
@@ -350,6 +360,8 @@ fn run_on_a_pty(setup: &Setup, args: &[&str], input: &[u8]) -> (String, i32) {
         String::from_utf8_lossy(&out).into_owned()
     });
     let run = wait_bounded(child, Duration::from_secs(30));
+    assert_eq!(settings(&probe), before, "the terminal was not restored");
+    drop(probe);
     drop(master);
     (output.join().unwrap(), run.code)
 }
