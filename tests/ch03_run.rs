@@ -1101,3 +1101,49 @@ fn an_image_cannot_make_the_engine_write_on_the_host() {
     assert!(!host.join("hosts").exists());
     assert_nothing_left(&setup);
 }
+
+#[test]
+fn start_runs_a_stopped_container_again_on_its_own_writable_layer() {
+    if !support::require_root("start_runs_a_stopped_container_again_on_its_own_writable_layer") {
+        return;
+    }
+    let setup = Setup::new();
+    let image = setup.image();
+    // Each run prints what earlier runs left in the writable layer.
+    let script = "cat /runs 2>/dev/null; echo run >> /runs; exit 3";
+    let first = setup.run(&["run", "--name", "keep", &image, "sh", "-c", script]);
+    assert_eq!((first.code, first.stdout.as_str()), (3, ""));
+    // -a: in the foreground, its output and exit code ours.
+    let again = setup.run(&["start", "-a", "keep"]);
+    assert_eq!(
+        (again.code, again.stdout.as_str()),
+        (3, "run\n"),
+        "{}",
+        again.stderr
+    );
+    // Without -a: under a monitor, like run -d; the name is printed.
+    assert_eq!(setup.run(&["start", "keep"]).ok(), "keep\n");
+    setup.wait_for(&["ps", "-a"], |ps| ps.contains("Exited (3)"));
+    assert_eq!(setup.run(&["logs", "keep"]).ok(), "run\nrun\n");
+    // The writable layer has all three runs.
+    let dir = &setup.container_dirs()[0];
+    assert_eq!(
+        fs::read_to_string(dir.join("upper/runs")).unwrap(),
+        "run\nrun\nrun\n"
+    );
+    assert_eq!(mounts_under(setup.engine.root.path()), Vec::<String>::new());
+    // A running container is not started twice.
+    let id = setup.detach(&["--name", "svc"], &["sleep", "1000"]);
+    assert_eq!(setup.run(&["start", "svc"]).ok(), "svc\n");
+    let twice = setup.run(&["start", "-a", "svc"]);
+    assert!(
+        twice.fails_with(1).contains("already running"),
+        "{}",
+        twice.stderr
+    );
+    assert_eq!(setup.state(&id)["status"], "running");
+    let missing = setup.run(&["start", "nosuch"]);
+    assert!(missing.fails_with(1).contains("No such container: nosuch"));
+    setup.run(&["rm", "-f", "keep", "svc"]).ok();
+    assert_nothing_left(&setup);
+}

@@ -61,6 +61,17 @@ pub enum RunCommand {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Start stopped containers again (their writable layer kept); with -a, wait and show their output
+    Start {
+        /// Attach: wait for the container, with its output on ours (and its exit code)
+        #[arg(short, long)]
+        attach: bool,
+        /// Attach stdin too (implies -a)
+        #[arg(short, long)]
+        interactive: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Remove containers (a running one only with -f, which kills it first)
     Rm {
         /// Kill a running container, then remove it
@@ -156,6 +167,7 @@ Examples:
   ch03-run run --rm localhost:5000/busybox sh -c 'echo $$; hostname; ps'   # PID 1, own hostname, own processes
   ch03-run --explain run --rm localhost:5000/busybox true                  # every namespace, mount and capability step
   ch03-run run --name box -e GREETING=hi -w /tmp --user 1000:1000 localhost:5000/busybox id
+  ch03-run start -a box                      # the same container again, on the writable layer it kept
   ch03-run run -d --name web localhost:5000/busybox sh -c 'while true; do date; sleep 1; done'
   ch03-run ps && ch03-run logs -f web        # Ctrl-C stops following, not the container
   ch03-run --explain exec web ps             # nsenter into its namespaces
@@ -169,6 +181,7 @@ pub fn command_name(command: &RunCommand) -> &'static str {
         RunCommand::Logs { .. } => "logs",
         RunCommand::Stop { .. } => "stop",
         RunCommand::Kill { .. } => "kill",
+        RunCommand::Start { .. } => "start",
         RunCommand::Rm { .. } => "rm",
         RunCommand::Prune { .. } => "prune",
         RunCommand::Exec { .. } => "exec",
@@ -198,6 +211,23 @@ pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32>
             let signal = stop::parse_signal(&signal)?;
             Ok(each("kill", &containers, |name| {
                 stop::kill(&globals.root, name, signal)
+            }))
+        }
+        RunCommand::Start {
+            attach,
+            interactive,
+            containers,
+        } => {
+            if attach || interactive {
+                let [name] = containers.as_slice() else {
+                    return Err(Error::new(
+                        "you cannot start and attach multiple containers at once",
+                    ));
+                };
+                return start_attached(globals, name, interactive);
+            }
+            Ok(each("start", &containers, |name| {
+                start_detached(globals, name)
             }))
         }
         RunCommand::Rm { force, containers } => Ok(each("rm", &containers, |name| {
@@ -277,6 +307,38 @@ pub fn run(args: RunArgs, globals: &GlobalArgs) -> Result<i32> {
     result
 }
 // ANCHOR_END: run
+
+// ANCHOR: start
+/// `start NAME`: a stopped container runs again under a monitor, as with
+/// `run -d`. A running one is left alone.
+fn start_detached(globals: &GlobalArgs, name: &str) -> Result<()> {
+    let found = lifecycle::find(&globals.root, name)?;
+    if lifecycle::effective_state(&found.dir).status == "running" {
+        return Ok(());
+    }
+    let mut container = lifecycle::reopen(&globals.root, &globals.store()?, &found)?;
+    container.config.spec.process.die_with_parent = false;
+    monitor::start_detached(container)
+}
+
+/// `start -a [-i] NAME`: runs it again in the foreground, as `run`
+/// without `-d` does; its exit code becomes ours.
+fn start_attached(globals: &GlobalArgs, name: &str, stdin: bool) -> Result<i32> {
+    let found = lifecycle::find(&globals.root, name)?;
+    if lifecycle::effective_state(&found.dir).status == "running" {
+        return Err(Error::new(format!(
+            "container {name} is already running: use exec to run something else in it, or logs -f to follow it"
+        ))
+        .with_exit_code(1));
+    }
+    let mut container = lifecycle::reopen(&globals.root, &globals.store()?, &found)?;
+    container.config.spec.process.die_with_parent = true;
+    container.config.spec.process.stdin |= stdin;
+    let mut hooks = NarrateHooks;
+    let pid = lifecycle::start(&container, &mut hooks)?;
+    lifecycle::wait(&container, pid, &mut hooks)
+}
+// ANCHOR_END: start
 
 /// The image from the store, or pulled first as docker does ("Unable to
 /// find image … locally"). Pull messages go to stderr: stdout is the

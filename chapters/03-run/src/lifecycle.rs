@@ -566,6 +566,37 @@ pub fn finish(container: &Container, code: i32, hooks: &mut dyn Hooks) -> Result
 }
 // ANCHOR_END: start
 
+// ANCHOR: reopen
+/// A stopped container, ready to start again: its writable layer is
+/// still in its directory, so whatever it wrote there is still there
+/// (the notes' "containers do not persist data" is only true of removed
+/// ones). Its image must still be in the store: the layers under the
+/// writable one come from it.
+pub fn reopen(root: &Path, store: &Store, found: &Found) -> Result<Container> {
+    let config = found.config.clone();
+    let image = store.find(&config.image_id)?.ok_or_else(|| {
+        Error::new(format!(
+            "the image of container {} ({}) was removed with rmi -f: it cannot start again — remove it and run a new one",
+            config.name, config.image
+        ))
+    })?;
+    // Only kept containers are started again (a --rm one is gone).
+    let rootfs = Rootfs::prepare(
+        root,
+        store,
+        &image,
+        &found.dir,
+        &config.spec.rootfs,
+        Flush::ToDisk,
+    )?;
+    Ok(Container {
+        dir: found.dir.clone(),
+        config,
+        rootfs,
+    })
+}
+// ANCHOR_END: reopen
+
 // ANCHOR: delete
 /// Deletes a stopped container: unmounts its root filesystem if still
 /// mounted, removes its writable layer and its directory. The image's
