@@ -1147,3 +1147,23 @@ fn start_runs_a_stopped_container_again_on_its_own_writable_layer() {
     setup.run(&["rm", "-f", "keep", "svc"]).ok();
     assert_nothing_left(&setup);
 }
+
+#[test]
+fn prune_removes_a_container_directory_left_half_created() {
+    if !support::require_root("prune_removes_a_container_directory_left_half_created") {
+        return;
+    }
+    let setup = Setup::new();
+    // What a crash between `mkdir` and the config's rename leaves: a
+    // container directory with no readable config.json (here made by
+    // hand), which no command can name.
+    let id = "ab".repeat(32);
+    let dir = setup.containers().join(&id);
+    fs::create_dir_all(dir.join("upper/etc")).unwrap();
+    fs::write(dir.join("upper/etc/file"), "left behind").unwrap();
+    fs::write(dir.join("config.json"), "").unwrap();
+    assert_eq!(setup.run(&["ps", "-a", "-q"]).ok(), "");
+    let out = setup.run(&["prune"]);
+    assert!(out.ok().contains(&id), "{}", out.stdout);
+    assert_nothing_left(&setup);
+}

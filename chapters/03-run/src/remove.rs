@@ -4,10 +4,12 @@
 
 use crate::lifecycle::{self, Found};
 use crate::stop;
+use ch01_images::durable;
 use ch01_images::error::{Error, Result};
 use ch01_images::reference::Reference;
 use ch01_images::store::Store;
 use ch01_images::table::human_size;
+use ch02_layers::layer_store::LayerStore;
 use nix::sys::signal::Signal;
 use std::path::Path;
 
@@ -41,7 +43,7 @@ pub fn remove(root: &Path, name: &str, force: bool) -> Result<()> {
 
 /// `prune`: removes every container that is not running.
 pub fn prune(root: &Path) -> Result<i32> {
-    let mut deleted = Vec::new();
+    let mut deleted = remove_half_created(root)?;
     let mut reclaimed = 0;
     for config in lifecycle::list(root) {
         let dir = lifecycle::containers_dir(root).join(&config.id);
@@ -64,6 +66,46 @@ pub fn prune(root: &Path) -> Result<i32> {
     }
     println!("Total reclaimed space: {}", human_size(reclaimed));
     Ok(0)
+}
+
+/// Removes the directories of containers that never got a readable
+/// `config.json`: the engine was killed (or the power cut, for a `--rm`
+/// container whose files are not flushed) between the `mkdir` and the
+/// config's rename. Nothing can name such a container, so only `prune`
+/// finds it. Done under the lock that `create` holds from its `mkdir` to
+/// its config, so a container being created right now is never taken for one.
+fn remove_half_created(root: &Path) -> Result<Vec<String>> {
+    let containers = lifecycle::containers_dir(root);
+    if !containers.is_dir() {
+        return Ok(Vec::new());
+    }
+    let _lock = durable::lock(&containers.join(".lock"))?;
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(&containers)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        let dir = entry.path();
+        let is_container_dir =
+            id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) && dir.is_dir();
+        let has_config = std::fs::read(dir.join("config.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<lifecycle::Config>(&bytes).ok())
+            .is_some();
+        if !is_container_dir || has_config {
+            continue;
+        }
+        let merged = dir.join("merged");
+        if ch02_layers::overlay::is_mounted(&merged) {
+            ch02_layers::overlay::unmount(&merged)?;
+        }
+        LayerStore::open(root)?.unregister_user(&dir)?;
+        ch02_layers::unpack::remove_any(&dir)?;
+        removed.push(id);
+    }
+    Ok(removed)
 }
 
 fn dir_size(path: &Path) -> u64 {
