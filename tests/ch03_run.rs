@@ -1167,3 +1167,51 @@ fn prune_removes_a_container_directory_left_half_created() {
     assert!(out.ok().contains(&id), "{}", out.stdout);
     assert_nothing_left(&setup);
 }
+
+#[test]
+fn create_makes_a_container_that_only_start_runs() {
+    if !support::require_root("create_makes_a_container_that_only_start_runs") {
+        return;
+    }
+    let setup = Setup::new();
+    let image = setup.image();
+    // run = create + start: a created container exists but does not run.
+    let id = setup.run(&[
+        "create",
+        "--name",
+        "made",
+        &image,
+        "sh",
+        "-c",
+        "echo ran; exit 4",
+    ]);
+    let id = id.ok().trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let ps = setup.run(&["ps", "-a"]).ok().to_string();
+    assert!(
+        ps.lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("Created") && l.ends_with("made")),
+        "{ps}"
+    );
+    assert_eq!(setup.run(&["ps", "-q"]).ok(), "", "not running");
+    assert_eq!(mounts_under(setup.engine.root.path()), Vec::<String>::new());
+    let started = setup.run(&["start", "-a", "made"]);
+    assert_eq!((started.code, started.stdout.as_str()), (4, "ran\n"));
+    // create --rm: removed after its one run.
+    setup
+        .run(&["create", "--rm", "--name", "once", &image, "true"])
+        .ok();
+    setup.run(&["start", "-a", "once"]).ok();
+    assert!(setup
+        .run(&["start", "-a", "once"])
+        .fails_with(1)
+        .contains("No such container"));
+    // -d means nothing to create.
+    assert!(setup
+        .run(&["create", "-d", &image, "true"])
+        .fails_with(125)
+        .contains("-d"));
+    setup.run(&["rm", "made"]).ok();
+    assert_nothing_left(&setup);
+}

@@ -6,7 +6,7 @@
 //! chapter's binary, as chapter 2 does with chapter 1's.
 
 use crate::exec::{self, ExecOptions};
-use crate::lifecycle::{self, CreateOptions};
+use crate::lifecycle::{self, Container, CreateOptions};
 use crate::process::NarrateHooks;
 use crate::spec::Overrides;
 use crate::{logs, monitor, ps, remove, stop};
@@ -26,6 +26,9 @@ pub enum RunCommand {
     /// Create and start a container from an image (pulled first if missing), and wait for it
     #[command(disable_help_flag = true)]
     Run(Box<RunArgs>),
+    /// Create a container without starting it (run's flags; start it with start)
+    #[command(disable_help_flag = true)]
+    Create(Box<RunArgs>),
     /// List containers (running ones; all with -a)
     Ps {
         /// Show all containers, stopped ones too
@@ -177,6 +180,7 @@ Examples:
 pub fn command_name(command: &RunCommand) -> &'static str {
     match command {
         RunCommand::Run(_) => "run",
+        RunCommand::Create(_) => "create",
         RunCommand::Ps { .. } => "ps",
         RunCommand::Logs { .. } => "logs",
         RunCommand::Stop { .. } => "stop",
@@ -192,6 +196,16 @@ pub fn command_name(command: &RunCommand) -> &'static str {
 pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32> {
     match command {
         RunCommand::Run(args) => run(*args, globals),
+        RunCommand::Create(args) => {
+            if args.detach {
+                return Err(Error::new(
+                    "create never starts the container, so -d means nothing here: start it with start (detached) or start -a",
+                ));
+            }
+            let container = create(*args, globals)?;
+            println!("{}", container.config.id);
+            Ok(0)
+        }
         RunCommand::Ps {
             all,
             quiet,
@@ -260,6 +274,32 @@ pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32>
 /// `run` = pull if missing + create + start + wait (+ delete with `--rm`).
 /// Detached (`-d`), a monitor process waits instead of us (see `monitor`).
 pub fn run(args: RunArgs, globals: &GlobalArgs) -> Result<i32> {
+    let (detach, rm) = (args.detach, args.rm);
+    let container = create(args, globals)?;
+    if detach {
+        // The monitor waits instead of us; the ID is all we print.
+        let id = container.config.id.clone();
+        monitor::start_detached(container)?;
+        println!("{id}");
+        return Ok(0);
+    }
+    let mut hooks = NarrateHooks;
+    let result = lifecycle::start(&container, &mut hooks)
+        .and_then(|pid| lifecycle::wait(&container, pid, &mut hooks));
+    if rm {
+        // Even when starting failed: --rm leaves nothing behind.
+        let removed = lifecycle::delete(container);
+        let code = result?;
+        removed?;
+        return Ok(code);
+    }
+    result
+}
+// ANCHOR_END: run
+
+/// `create`: the first half of `run`: the image (pulled if missing) and
+/// the container made from it, not started (`start` does that).
+fn create(args: RunArgs, globals: &GlobalArgs) -> Result<Container> {
     if let Some(signal) = &args.stop_signal {
         stop::parse_signal(signal)?;
     }
@@ -286,27 +326,8 @@ pub fn run(args: RunArgs, globals: &GlobalArgs) -> Result<i32> {
         stop_signal: args.stop_signal,
         stop_timeout: args.stop_timeout,
     };
-    let container = lifecycle::create(&globals.root, &store, &image, &args.image, &options)?;
-    if args.detach {
-        // The monitor waits instead of us; the ID is all we print.
-        let id = container.config.id.clone();
-        monitor::start_detached(container)?;
-        println!("{id}");
-        return Ok(0);
-    }
-    let mut hooks = NarrateHooks;
-    let result = lifecycle::start(&container, &mut hooks)
-        .and_then(|pid| lifecycle::wait(&container, pid, &mut hooks));
-    if args.rm {
-        // Even when starting failed: --rm leaves nothing behind.
-        let removed = lifecycle::delete(container);
-        let code = result?;
-        removed?;
-        return Ok(code);
-    }
-    result
+    lifecycle::create(&globals.root, &store, &image, &args.image, &options)
 }
-// ANCHOR_END: run
 
 // ANCHOR: start
 /// `start NAME`: a stopped container runs again under a monitor, as with
@@ -335,8 +356,16 @@ fn start_attached(globals: &GlobalArgs, name: &str, stdin: bool) -> Result<i32> 
     container.config.spec.process.die_with_parent = true;
     container.config.spec.process.stdin |= stdin;
     let mut hooks = NarrateHooks;
-    let pid = lifecycle::start(&container, &mut hooks)?;
-    lifecycle::wait(&container, pid, &mut hooks)
+    let result = lifecycle::start(&container, &mut hooks)
+        .and_then(|pid| lifecycle::wait(&container, pid, &mut hooks));
+    if container.config.auto_remove {
+        // `create --rm`: removed once it has run, as with run --rm.
+        let removed = lifecycle::delete(container);
+        let code = result?;
+        removed?;
+        return Ok(code);
+    }
+    result
 }
 // ANCHOR_END: start
 

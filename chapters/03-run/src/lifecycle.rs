@@ -567,7 +567,7 @@ pub fn finish(container: &Container, code: i32, hooks: &mut dyn Hooks) -> Result
 // ANCHOR_END: start
 
 // ANCHOR: reopen
-/// A stopped container, ready to start again: its writable layer is
+/// A created or stopped container, ready to start: its writable layer is
 /// still in its directory, so whatever it wrote there is still there
 /// (the notes' "containers do not persist data" is only true of removed
 /// ones). Its image must still be in the store: the layers under the
@@ -580,15 +580,13 @@ pub fn reopen(root: &Path, store: &Store, found: &Found) -> Result<Container> {
             config.name, config.image
         ))
     })?;
-    // Only kept containers are started again (a --rm one is gone).
-    let rootfs = Rootfs::prepare(
-        root,
-        store,
-        &image,
-        &found.dir,
-        &config.spec.rootfs,
-        Flush::ToDisk,
-    )?;
+    // As when it was created (see `create`).
+    let flush = if config.auto_remove {
+        Flush::Later
+    } else {
+        Flush::ToDisk
+    };
+    let rootfs = Rootfs::prepare(root, store, &image, &found.dir, &config.spec.rootfs, flush)?;
     Ok(Container {
         dir: found.dir.clone(),
         config,
