@@ -12,7 +12,8 @@
 //! 4. [`capabilities`] and [`user`]: root, cut down; or another user;
 //! 5. [`process`]: clone, the gate, exec, signals (extension point: `Hooks`);
 //!    [`cgroups`]: resource limits; [`init`]: a tiny PID 1; [`pty`]: `-t`;
-//! 6. [`lifecycle`]: create, start, wait, delete, with state on disk;
+//! 6. [`lifecycle`]: create, start, wait, delete, with state on disk
+//!    ([`names`]: docker-style names for unnamed containers);
 //!    [`monitor`]: `run -d`; [`logs`], [`ps`], [`stop`], [`remove`],
 //!    [`exec`], [`inspect`]: managing containers afterwards.
 //!
