@@ -7,90 +7,11 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::{fixtures, Engine, Registry, Run};
+use support::containers::{cgroup_dirs, wait_bounded, Setup};
 
 const BIN: &str = "ch03-run";
-
-/// An engine root and the fixture registry, cleaned up however the test
-/// ends: container processes killed, mounts under the root detached, and
-/// the containers' cgroups removed.
-struct Setup {
-    registry: Registry,
-    engine: Engine,
-}
-
-impl Setup {
-    fn new() -> Setup {
-        Setup {
-            registry: Registry::serve_fixtures(&fixtures().registry_storage()),
-            engine: Engine::new(),
-        }
-    }
-
-    fn image(&self) -> String {
-        format!("{}/busybox", self.registry.addr())
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        self.engine.run(BIN, args)
-    }
-
-    fn container_dirs(&self) -> Vec<PathBuf> {
-        support::containers::container_dirs(self.engine.root.path())
-    }
-
-    /// `ch03-run ARGS`, killed if it takes longer than `limit`.
-    fn run_bounded(&self, args: &[&str], limit: Duration) -> Run {
-        let mut command = self.engine.command(BIN, args);
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let child = command.spawn().unwrap();
-        wait_bounded(child, limit)
-    }
-}
-
-/// Waits for `child`, killing it (and failing) after `limit`.
-fn wait_bounded(mut child: Child, limit: Duration) -> Run {
-    let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return Run::from_output(child.wait_with_output().unwrap());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = Run::from_output(child.wait_with_output().unwrap());
-            panic!(
-                "timed out after {limit:?}\nstdout:\n{}\nstderr:\n{}",
-                out.stdout, out.stderr
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Every directory a container's cgroup may have (v2 and v1).
-fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
-    let root = Path::new("/sys/fs/cgroup");
-    let mut dirs = vec![root.join("crabbox").join(id)];
-    for controller in ["memory", "pids", "cpu"] {
-        dirs.push(root.join(controller).join("crabbox").join(id));
-    }
-    dirs
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        support::containers::kill_and_unmount_everything(self.engine.root.path());
-        std::thread::sleep(Duration::from_millis(50));
-        for dir in self.container_dirs() {
-            let id = dir.file_name().unwrap().to_string_lossy().to_string();
-            for cgroup in cgroup_dirs(&id) {
-                let _ = fs::remove_dir(cgroup);
-            }
-        }
-    }
-}
 
 /// The container's cgroup id, from `/proc/self/cgroup` inside it.
 fn crabbox_ids(proc_self_cgroup: &str) -> Vec<String> {
@@ -108,9 +29,8 @@ fn memory_limit_kills_a_hog_with_137() {
     if !support::require_root("memory_limit_kills_a_hog_with_137") {
         return;
     }
-    let setup = Setup::new();
-    let image = setup.image();
-    setup.run(&["pull", "-q", &image]).ok();
+    let setup = Setup::new(BIN);
+    let image = setup.pulled_image();
     // The shell keeps 64 MB of 'a's in a variable: far above 16m.
     let hog = r#"x=$(head -c 64000000 /dev/zero | tr "\0" a); echo survived ${#x}"#;
     let out = setup.run_bounded(
@@ -144,9 +64,8 @@ fn pids_limit_contains_a_fork_loop() {
     if !support::require_root("pids_limit_contains_a_fork_loop") {
         return;
     }
-    let setup = Setup::new();
-    let image = setup.image();
-    setup.run(&["pull", "-q", &image]).ok();
+    let setup = Setup::new(BIN);
+    let image = setup.pulled_image();
     // The inner shell forks sleepers until fork fails; the outer one
     // (PID 1) survives it and reports, with builtins only.
     let script = "sh -c 'while true; do sleep 30 & done' 2>/dev/null; echo survived";
@@ -175,9 +94,8 @@ fn the_cgroup_holds_the_limits_and_is_gone_after_rm() {
     if !support::require_root("the_cgroup_holds_the_limits_and_is_gone_after_rm") {
         return;
     }
-    let setup = Setup::new();
-    let image = setup.image();
-    setup.run(&["pull", "-q", &image]).ok();
+    let setup = Setup::new(BIN);
+    let image = setup.pulled_image();
     let out = setup.run(&[
         "run",
         "--rm",
@@ -277,9 +195,8 @@ fn init_is_pid_1_and_reaps_orphans() {
     if !support::require_root("init_is_pid_1_and_reaps_orphans") {
         return;
     }
-    let setup = Setup::new();
-    let image = setup.image();
-    setup.run(&["pull", "-q", &image]).ok();
+    let setup = Setup::new(BIN);
+    let image = setup.pulled_image();
     // The inner shell leaves a sleep behind, orphaned: it becomes PID 1's
     // child, and exits a moment later. Then: PID 1's name and every
     // process's state (the third field of /proc/PID/stat).
@@ -371,9 +288,8 @@ fn it_gives_an_interactive_shell_on_a_real_terminal() {
     if !support::require_root("it_gives_an_interactive_shell_on_a_real_terminal") {
         return;
     }
-    let setup = Setup::new();
-    let image = setup.image();
-    setup.run(&["pull", "-q", &image]).ok();
+    let setup = Setup::new(BIN);
+    let image = setup.pulled_image();
     let (out, code) = run_on_a_pty(
         &setup,
         &["run", "--rm", "-it", &image, "sh"],
@@ -397,9 +313,8 @@ fn exec_it_and_detached_tty_use_real_terminals() {
     if !support::require_root("exec_it_and_detached_tty_use_real_terminals") {
         return;
     }
-    let setup = Setup::new();
-    let image = setup.image();
-    setup.run(&["pull", "-q", &image]).ok();
+    let setup = Setup::new(BIN);
+    let image = setup.pulled_image();
     // -d -t: the container writes to a terminal; the monitor logs it.
     let out = setup.run(&[
         "run",

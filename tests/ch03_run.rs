@@ -7,100 +7,25 @@
 
 use std::fs;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::containers::mounts_under;
-use support::{fixtures, Engine, Registry, Run, TempDir};
+use support::containers::{mounts_under, Setup};
+use support::{Run, TempDir};
 
 const BIN: &str = "ch03-run";
-
-fn fixture_registry() -> Registry {
-    Registry::serve_fixtures(&fixtures().registry_storage())
-}
-
-/// An engine root and the fixture registry, cleaned up however the test
-/// ends: any container process still alive is killed and any mount under
-/// the root is detached before the root's directory is removed.
-struct Setup {
-    registry: Registry,
-    engine: Engine,
-}
-
-impl Setup {
-    fn new() -> Setup {
-        Setup {
-            registry: fixture_registry(),
-            engine: Engine::new(),
-        }
-    }
-
-    fn image(&self) -> String {
-        format!("{}/busybox", self.registry.addr())
-    }
-
-    /// `ch03-run ARGS`.
-    fn run(&self, args: &[&str]) -> Run {
-        self.engine.run(BIN, args)
-    }
-
-    /// `ch03-run run --rm IMAGE COMMAND…`.
-    fn run_rm(&self, command: &[&str]) -> Run {
-        let image = self.image();
-        let mut args = vec!["run", "--rm", image.as_str()];
-        args.extend_from_slice(command);
-        self.run(&args)
-    }
-
-    /// `sh -c SCRIPT` in a throwaway container; asserts it succeeds.
-    fn sh(&self, script: &str) -> String {
-        let out = self.run_rm(&["sh", "-c", script]);
-        out.ok().to_string()
-    }
-
-    fn containers(&self) -> PathBuf {
-        self.engine.root.join("containers")
-    }
-
-    /// The container directories (the lock file aside).
-    fn container_dirs(&self) -> Vec<PathBuf> {
-        support::containers::container_dirs(self.engine.root.path())
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        support::containers::kill_and_unmount_everything(self.engine.root.path());
-    }
-}
-
-/// Asserts that no container directory and no mount is left.
-#[track_caller]
-fn assert_nothing_left(setup: &Setup) {
-    assert_eq!(
-        setup.container_dirs(),
-        Vec::<PathBuf>::new(),
-        "container directories left"
-    );
-    assert_eq!(
-        mounts_under(setup.engine.root.path()),
-        Vec::<String>::new(),
-        "mounts left"
-    );
-}
 
 #[test]
 fn stdout_and_stderr_are_the_containers_exactly() {
     if !support::require_root("stdout_and_stderr_are_the_containers_exactly") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     setup.run(&["pull", "-q", &setup.image()]).ok();
     let out = setup.run_rm(&["sh", "-c", "echo out; echo err >&2; printf 'no newline'"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout, "out\nno newline");
     assert_eq!(out.stderr, "err\n");
-    assert_nothing_left(&setup);
+    setup.assert_nothing_left();
 }
 
 #[test]
@@ -108,7 +33,7 @@ fn exit_codes_are_dockers() {
     if !support::require_root("exit_codes_are_dockers") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     assert_eq!(setup.run_rm(&["true"]).code, 0);
     assert_eq!(setup.run_rm(&["sh", "-c", "exit 7"]).code, 7);
     let line = setup.run_rm(&["/etc/passwd"]).fails_with(126).to_string();
@@ -146,7 +71,7 @@ fn exit_codes_are_dockers() {
         unknown.stderr
     );
     assert!(unknown.stdout.is_empty(), "{}", unknown.stdout);
-    assert_nothing_left(&setup);
+    setup.assert_nothing_left();
 }
 
 #[test]
@@ -154,7 +79,7 @@ fn the_command_is_pid_1_with_its_own_hostname_processes_and_mounts() {
     if !support::require_root("the_command_is_pid_1_with_its_own_hostname_processes_and_mounts") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     assert_eq!(setup.sh("echo $$"), "1\n");
     // `ps` sees the shell (PID 1) and itself: none of the host's processes.
     let ps = setup.sh("ps -o pid,comm; true");
@@ -205,7 +130,7 @@ fn the_host_filesystem_is_not_visible() {
     if !support::require_root("the_host_filesystem_is_not_visible") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     let secret_dir = TempDir::new("ch03-secret");
     let secret = secret_dir.join("secret.txt");
     fs::write(&secret, "host only").unwrap();
@@ -263,7 +188,7 @@ fn the_host_filesystem_is_not_visible() {
         dev,
         "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero 4\n"
     );
-    assert_nothing_left(&setup);
+    setup.assert_nothing_left();
 }
 
 #[test]
@@ -271,7 +196,7 @@ fn hardening_is_dockers_default() {
     if !support::require_root("hardening_is_dockers_default") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     let status =
         setup.sh("grep -E '^(CapEff|CapPrm|CapBnd|CapInh|CapAmb|NoNewPrivs)' /proc/self/status");
     assert_eq!(
@@ -306,9 +231,8 @@ fn explain_narrates_each_kernel_step_with_its_shell_command() {
     if !support::require_root("explain_narrates_each_kernel_step_with_its_shell_command") {
         return;
     }
-    let setup = Setup::new();
-    let image = setup.image();
-    setup.run(&["pull", "-q", &image]).ok();
+    let setup = Setup::new(BIN);
+    let image = setup.pulled_image();
     let out = setup.run(&[
         "--explain",
         "run",
@@ -366,7 +290,7 @@ fn ignored_signals_do_not_leak_into_the_container() {
     if !support::require_root("ignored_signals_do_not_leak_into_the_container") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     // `yes` only stops when SIGPIPE kills it; an inherited SIG_IGN would
     // make it loop forever on EPIPE.
     assert_eq!(setup.sh("yes | head -n 2"), "y\ny\n");
@@ -382,7 +306,7 @@ fn only_fds_0_1_2_reach_the_command() {
     if !support::require_root("only_fds_0_1_2_reach_the_command") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     let image = setup.image();
     // Give `run` an extra inheritable descriptor, as a careless caller
     // might: it must not reach the container.
@@ -411,7 +335,7 @@ fn image_config_and_overrides_follow_dockers_rules() {
     if !support::require_root("image_config_and_overrides_follow_dockers_rules") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     let image = setup.image();
     let out = setup.run(&[
         "run",
@@ -439,7 +363,7 @@ fn a_container_without_rm_stays_exited_with_its_code() {
     if !support::require_root("a_container_without_rm_stays_exited_with_its_code") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     let image = setup.image();
     let out = setup.run(&[
         "run",
@@ -508,9 +432,8 @@ fn a_killed_foreground_run_takes_its_container_with_it() {
     if !support::require_root("a_killed_foreground_run_takes_its_container_with_it") {
         return;
     }
-    let setup = Setup::new();
-    let image = setup.image();
-    setup.run(&["pull", "-q", &image]).ok();
+    let setup = Setup::new(BIN);
+    let image = setup.pulled_image();
     let mut run = setup
         .engine
         .command(BIN, &["run", "--name", "fg", &image, "sleep", "1000"]);
@@ -543,7 +466,7 @@ fn a_killed_foreground_run_takes_its_container_with_it() {
     assert!(setup.run(&["ps", "-a"]).ok().contains("Exited (255)"));
     // What the killed run could not do, rm does.
     setup.run(&["rm", "fg"]).ok();
-    assert_nothing_left(&setup);
+    setup.assert_nothing_left();
 }
 
 #[test]
@@ -551,7 +474,7 @@ fn stop_signal_hostname_flag_and_logs_of_a_foreground_container() {
     if !support::require_root("stop_signal_hostname_flag_and_logs_of_a_foreground_container") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     let image = setup.image();
     // --stop-signal: what `stop` sends first (an image's STOPSIGNAL too).
     let id = setup.detach(
@@ -593,7 +516,7 @@ fn stop_signal_hostname_flag_and_logs_of_a_foreground_container() {
         logs.stderr
     );
     setup.run(&["rm", &id, "fg"]).ok();
-    assert_nothing_left(&setup);
+    setup.assert_nothing_left();
 }
 
 #[test]
@@ -601,9 +524,8 @@ fn signals_are_forwarded_and_a_killed_container_exits_128_plus_n() {
     if !support::require_root("signals_are_forwarded_and_a_killed_container_exits_128_plus_n") {
         return;
     }
-    let setup = Setup::new();
-    let image = setup.image();
-    setup.run(&["pull", "-q", &image]).ok();
+    let setup = Setup::new(BIN);
+    let image = setup.pulled_image();
     let start = |script: &str| {
         let mut command = setup
             .engine
@@ -654,7 +576,7 @@ fn a_present_image_runs_with_the_registry_stopped() {
     if !support::require_root("a_present_image_runs_with_the_registry_stopped") {
         return;
     }
-    let mut setup = Setup::new();
+    let mut setup = Setup::new(BIN);
     // The first run pulls (messages on stderr, stdout stays the container's).
     let first = setup.run_rm(&["echo", "one"]);
     assert_eq!(first.ok(), "one\n");
@@ -667,7 +589,7 @@ fn a_present_image_runs_with_the_registry_stopped() {
     let second = setup.run_rm(&["echo", "two"]);
     assert_eq!(second.ok(), "two\n");
     assert_eq!(second.stderr, "");
-    assert_nothing_left(&setup);
+    setup.assert_nothing_left();
 }
 
 #[test]
@@ -675,7 +597,7 @@ fn a_hundred_runs_leave_nothing_behind() {
     if !support::require_root("a_hundred_runs_leave_nothing_behind") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     setup.run(&["pull", "-q", &setup.image()]).ok();
     for i in 0..100 {
         let out = setup.run_rm(&["true"]);
@@ -683,53 +605,13 @@ fn a_hundred_runs_leave_nothing_behind() {
     }
     // Failures clean up too.
     setup.run_rm(&["nosuchcmd"]).fails_with(127);
-    assert_nothing_left(&setup);
+    setup.assert_nothing_left();
     // The shared layer is still there for the next container.
     let layers = fs::read_dir(setup.engine.root.join("layers")).unwrap();
     assert!(layers.count() > 0, "the shared layers are gone");
 }
 
 // ---- detached containers: run -d, ps, logs, stop, kill, rm, exec ----
-
-impl Setup {
-    /// `run -d [FLAGS…] IMAGE COMMAND…`; returns the printed 64-hex ID.
-    fn detach(&self, flags: &[&str], command: &[&str]) -> String {
-        let image = self.image();
-        let mut args = vec!["run", "-d"];
-        args.extend_from_slice(flags);
-        args.push(&image);
-        args.extend_from_slice(command);
-        let out = self.run(&args);
-        let id = out.ok().trim().to_string();
-        assert_eq!(id.len(), 64, "not an ID: {id:?}");
-        assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
-        id
-    }
-
-    fn state(&self, id: &str) -> serde_json::Value {
-        let bytes = fs::read(self.containers().join(id).join("state.json")).unwrap_or_default();
-        serde_json::from_slice(&bytes).unwrap_or_default()
-    }
-
-    /// Waits until `check` holds for the output of `ch03-run ARGS`.
-    #[track_caller]
-    fn wait_for(&self, args: &[&str], check: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let out = self.run(args);
-            if check(&out.stdout) {
-                return out.stdout;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{args:?} never satisfied the check: {}{}",
-                out.stdout,
-                out.stderr
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
 
 /// Is this host PID a live process (not a zombie)?
 fn process_alive(pid: i64) -> bool {
@@ -747,7 +629,7 @@ fn detached_run_logs_ps_stop_and_rm() {
     if !support::require_root("detached_run_logs_ps_stop_and_rm") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     setup.run(&["pull", "-q", &setup.image()]).ok();
     let started = Instant::now();
     let id = setup.detach(
@@ -867,7 +749,7 @@ fn detached_run_logs_ps_stop_and_rm() {
         assert!(Instant::now() < deadline, "run -d --rm left its container");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_nothing_left(&setup);
+    setup.assert_nothing_left();
 }
 
 #[test]
@@ -875,7 +757,7 @@ fn exec_joins_a_running_container() {
     if !support::require_root("exec_joins_a_running_container") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     let id = setup.detach(&["--hostname", "box", "--name", "box"], &["sleep", "1000"]);
     // The container's processes: its sleep as PID 1, and ps itself.
     let ps = setup
@@ -919,7 +801,7 @@ fn exec_joins_a_running_container() {
     setup.run(&["exec", "box", "nosuchcmd"]).fails_with(127);
     setup.run(&["rm", "-f", "box"]).ok();
     setup.run(&["exec", "box", "true"]).fails_with(1);
-    assert_nothing_left(&setup);
+    setup.assert_nothing_left();
 }
 
 #[test]
@@ -927,7 +809,7 @@ fn stop_waits_for_a_term_trap_and_kills_what_ignores_it() {
     if !support::require_root("stop_waits_for_a_term_trap_and_kills_what_ignores_it") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     let polite = setup.detach(
         &[],
         &[
@@ -947,7 +829,7 @@ fn stop_waits_for_a_term_trap_and_kills_what_ignores_it() {
     assert_eq!(setup.state(&polite)["exit_code"], 0);
     assert_eq!(setup.state(&stubborn)["exit_code"], 137);
     setup.run(&["rm", &polite, &stubborn]).ok();
-    assert_nothing_left(&setup);
+    setup.assert_nothing_left();
 }
 
 #[test]
@@ -955,7 +837,7 @@ fn twenty_detached_containers_at_once_then_rm_f_leaves_nothing() {
     if !support::require_root("twenty_detached_containers_at_once_then_rm_f_leaves_nothing") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     setup.run(&["pull", "-q", &setup.image()]).ok();
     let ids: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..20)
@@ -984,7 +866,7 @@ fn twenty_detached_containers_at_once_then_rm_f_leaves_nothing() {
     let mut args = vec!["rm", "-f"];
     args.extend(ids.iter().map(String::as_str));
     assert_eq!(setup.run(&args).ok().lines().count(), 20);
-    assert_nothing_left(&setup);
+    setup.assert_nothing_left();
     for pid in pids {
         assert!(!process_alive(pid), "container process {pid} still alive");
     }
@@ -995,7 +877,7 @@ fn rm_f_cleans_up_after_a_killed_monitor() {
     if !support::require_root("rm_f_cleans_up_after_a_killed_monitor") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     let id = setup.detach(&[], &["sh", "-c", "sleep 1000 & sleep 1000"]);
     let state = setup.state(&id);
     let monitor = state["monitor_pid"].as_i64().expect("a monitor PID");
@@ -1030,7 +912,7 @@ fn rm_f_cleans_up_after_a_killed_monitor() {
         Vec::<String>::new()
     );
     assert_eq!(setup.run(&["rm", "-f", &id, &id2]).ok().lines().count(), 2);
-    assert_nothing_left(&setup);
+    setup.assert_nothing_left();
     assert!(!process_alive(pid));
     assert!(!process_alive(pid2));
 }
@@ -1040,7 +922,7 @@ fn a_relative_root_works_from_any_directory() {
     if !support::require_root("a_relative_root_works_from_any_directory") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     let image = setup.image();
     let cwd = support::TempDir::new("relative-root");
     let out = Run::from_output(
@@ -1061,7 +943,7 @@ fn an_image_cannot_make_the_engine_write_on_the_host() {
     if !support::require_root("an_image_cannot_make_the_engine_write_on_the_host") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     // The image's /etc/hostname and /etc/hosts are absolute symlinks to a
     // path of the host that does not exist yet. Mounting the container's
     // own files there must stay inside the container's tree.
@@ -1099,7 +981,7 @@ fn an_image_cannot_make_the_engine_write_on_the_host() {
         "the engine wrote on the host through the image's symlink"
     );
     assert!(!host.join("hosts").exists());
-    assert_nothing_left(&setup);
+    setup.assert_nothing_left();
 }
 
 #[test]
@@ -1107,7 +989,7 @@ fn start_runs_a_stopped_container_again_on_its_own_writable_layer() {
     if !support::require_root("start_runs_a_stopped_container_again_on_its_own_writable_layer") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     let image = setup.image();
     // Each run prints what earlier runs left in the writable layer.
     let script = "cat /runs 2>/dev/null; echo run >> /runs; exit 3";
@@ -1145,7 +1027,7 @@ fn start_runs_a_stopped_container_again_on_its_own_writable_layer() {
     let missing = setup.run(&["start", "nosuch"]);
     assert!(missing.fails_with(1).contains("No such container: nosuch"));
     setup.run(&["rm", "-f", "keep", "svc"]).ok();
-    assert_nothing_left(&setup);
+    setup.assert_nothing_left();
 }
 
 #[test]
@@ -1153,7 +1035,7 @@ fn prune_removes_a_container_directory_left_half_created() {
     if !support::require_root("prune_removes_a_container_directory_left_half_created") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     // What a crash between `mkdir` and the config's rename leaves: a
     // container directory with no readable config.json (here made by
     // hand), which no command can name.
@@ -1165,7 +1047,7 @@ fn prune_removes_a_container_directory_left_half_created() {
     assert_eq!(setup.run(&["ps", "-a", "-q"]).ok(), "");
     let out = setup.run(&["prune"]);
     assert!(out.ok().contains(&id), "{}", out.stdout);
-    assert_nothing_left(&setup);
+    setup.assert_nothing_left();
 }
 
 #[test]
@@ -1173,7 +1055,7 @@ fn create_makes_a_container_that_only_start_runs() {
     if !support::require_root("create_makes_a_container_that_only_start_runs") {
         return;
     }
-    let setup = Setup::new();
+    let setup = Setup::new(BIN);
     let image = setup.image();
     // run = create + start: a created container exists but does not run.
     let id = setup.run(&[
@@ -1213,5 +1095,5 @@ fn create_makes_a_container_that_only_start_runs() {
         .fails_with(125)
         .contains("-d"));
     setup.run(&["rm", "made"]).ok();
-    assert_nothing_left(&setup);
+    setup.assert_nothing_left();
 }
