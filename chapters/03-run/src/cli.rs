@@ -274,7 +274,7 @@ pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32>
 /// `run` = pull if missing + create + start + wait (+ delete with `--rm`).
 /// Detached (`-d`), a monitor process waits instead of us (see `monitor`).
 pub fn run(args: RunArgs, globals: &GlobalArgs) -> Result<i32> {
-    let (detach, rm) = (args.detach, args.rm);
+    let detach = args.detach;
     let container = create(args, globals)?;
     if detach {
         // The monitor waits instead of us; the ID is all we print.
@@ -283,11 +283,17 @@ pub fn run(args: RunArgs, globals: &GlobalArgs) -> Result<i32> {
         println!("{id}");
         return Ok(0);
     }
+    in_foreground(container)
+}
+
+/// Starts the container and waits for it here; its exit code becomes
+/// ours. With `--rm` it is removed afterwards, even when starting failed:
+/// `--rm` leaves nothing behind.
+fn in_foreground(container: Container) -> Result<i32> {
     let mut hooks = NarrateHooks;
     let result = lifecycle::start(&container, &mut hooks)
         .and_then(|pid| lifecycle::wait(&container, pid, &mut hooks));
-    if rm {
-        // Even when starting failed: --rm leaves nothing behind.
+    if container.config.auto_remove {
         let removed = lifecycle::delete(container);
         let code = result?;
         removed?;
@@ -355,17 +361,8 @@ fn start_attached(globals: &GlobalArgs, name: &str, stdin: bool) -> Result<i32> 
     let mut container = lifecycle::reopen(&globals.root, &globals.store()?, &found)?;
     container.config.spec.process.die_with_parent = true;
     container.config.spec.process.stdin |= stdin;
-    let mut hooks = NarrateHooks;
-    let result = lifecycle::start(&container, &mut hooks)
-        .and_then(|pid| lifecycle::wait(&container, pid, &mut hooks));
-    if container.config.auto_remove {
-        // `create --rm`: removed once it has run, as with run --rm.
-        let removed = lifecycle::delete(container);
-        let code = result?;
-        removed?;
-        return Ok(code);
-    }
-    result
+    // `create --rm`: removed once it has run, as with run --rm.
+    in_foreground(container)
 }
 // ANCHOR_END: start
 

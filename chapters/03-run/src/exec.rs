@@ -241,11 +241,6 @@ fn become_command(
     capabilities::set_no_new_privs().map_err(setup)?;
     let program = process::find_executable(&args[0], &env)?;
     process::close_inherited_fds();
-    let _ = nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&nix::sys::signal::SigSet::empty()),
-        None,
-    );
-    process::reset_signal_dispositions();
+    process::reset_signals();
     process::exec(&program, args, &env)
 }

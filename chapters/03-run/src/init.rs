@@ -77,14 +77,9 @@ pub fn fork_init(command: &[String]) -> Result<(), String> {
 /// original argv, host paths included, which PID 1 would otherwise show.
 /// The new words must fit where the old ones were; they are cut if not.
 fn set_command_line(words: &[String]) {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    let Some(fields) = crate::process::stat_fields("self") else {
         return;
     };
-    // Fields after "PID (comm)"; arg_start is field 48, the 46th of these.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
     let (Some(Ok(start)), Some(Ok(end))) = (
         fields.get(45).map(|f| f.parse::<usize>()),
         fields.get(46).map(|f| f.parse::<usize>()),

@@ -400,10 +400,9 @@ pub fn update_state(dir: &Path, change: impl FnOnce(&mut State)) -> Result<State
 /// When process `pid` started (ticks after boot), or `None` when there is
 /// no such process or it is a zombie (dead, waiting to be reaped).
 pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // "PID (comm) S ppid …": comm may hold spaces; fields follow the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+    let fields = process::stat_fields(&pid.to_string())?;
+    // Field 3 is the state; field 22 the start time.
+    if matches!(fields.first().map(String::as_str), Some("Z" | "X") | None) {
         return None;
     }
     fields.get(19)?.parse().ok()
@@ -487,15 +486,22 @@ pub fn remove_from_disk(root: &Path, found: &Found) -> Result<()> {
         &format!("remove container {}", &found.config.id[..12]),
         Some(&format!("rm -rf {}", found.dir.display())),
     );
-    let merged = found.dir.join("merged");
-    if ch02_layers::overlay::is_mounted(&merged) {
-        ch02_layers::overlay::unmount(&merged)?;
-    }
     if let Some(resources) = &found.config.spec.resources {
         crate::cgroups::remove(resources)?;
     }
-    ch02_layers::layer_store::LayerStore::open(root)?.unregister_user(&found.dir)?;
-    ch02_layers::unpack::remove_any(&found.dir)
+    remove_dir(root, &found.dir)
+}
+
+/// Removes a container's directory and what points into it: its root
+/// filesystem's mount, if still there, and its layer-user record. (Its
+/// cgroup, named in its config, is the caller's.)
+pub fn remove_dir(root: &Path, dir: &Path) -> Result<()> {
+    let merged = dir.join("merged");
+    if ch02_layers::overlay::is_mounted(&merged) {
+        ch02_layers::overlay::unmount(&merged)?;
+    }
+    ch02_layers::layer_store::LayerStore::open(root)?.unregister_user(dir)?;
+    ch02_layers::unpack::remove_any(dir)
 }
 
 // ANCHOR: start

@@ -117,6 +117,15 @@ pub(crate) fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count())
 }
 
+/// The fields of `/proc/PID/stat` after the command name ("PID (comm) S
+/// ppid …"; the name may hold spaces and parentheses, so the fields are
+/// what follows the *last* ')'). Field N of proc(5) is at index N - 3.
+pub fn stat_fields(pid: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(String::from).collect())
+}
+
 // ANCHOR: spawn
 /// Creates the container's process, runs `hooks.after_create`, lets it go
 /// and waits until it has exec'd the command. Returns its host PID.
@@ -405,9 +414,7 @@ fn setup_and_exec(
 
     let program = find_executable(&process.args[0], &env)?;
     close_inherited_fds();
-    // The command starts with no signal blocked, like any new program.
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    reset_signal_dispositions();
+    reset_signals();
     explain::step(
         &format!("become the command: {}", process.args.join(" ")),
         Some(&format!(
@@ -424,7 +431,9 @@ fn setup_and_exec(
 }
 // ANCHOR_END: setup
 
-/// Sets every signal back to its default action. An *ignored* signal stays
+/// Unblocks every signal and sets each back to its default action, as a
+/// new program expects. The engine blocks the signals it waits for, and a
+/// blocked mask survives exec. An *ignored* signal stays
 /// ignored across exec, and whoever started `run` may ignore some (every
 /// Rust program ignores SIGPIPE: without this, `yes | head -1` in the
 /// container would never end). Handled signals are reset by exec anyway.
@@ -432,7 +441,8 @@ fn setup_and_exec(
 /// The raw `rt_sigaction` system call, because glibc's `signal()` refuses
 /// signals 32 and 33 (it keeps them for its threads), and those can arrive
 /// ignored too.
-pub(crate) fn reset_signal_dispositions() {
+pub(crate) fn reset_signals() {
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     /// The kernel's `struct sigaction` (not libc's): handler, flags,
     /// restorer, mask. All zero is SIG_DFL with nothing blocked.
     #[repr(C)]

@@ -9,7 +9,6 @@ use ch01_images::error::{Error, Result};
 use ch01_images::reference::Reference;
 use ch01_images::store::Store;
 use ch01_images::table::human_size;
-use ch02_layers::layer_store::LayerStore;
 use nix::sys::signal::Signal;
 use std::path::Path;
 
@@ -97,12 +96,7 @@ fn remove_half_created(root: &Path) -> Result<Vec<String>> {
         if !is_container_dir || has_config {
             continue;
         }
-        let merged = dir.join("merged");
-        if ch02_layers::overlay::is_mounted(&merged) {
-            ch02_layers::overlay::unmount(&merged)?;
-        }
-        LayerStore::open(root)?.unregister_user(&dir)?;
-        ch02_layers::unpack::remove_any(&dir)?;
+        lifecycle::remove_dir(root, &dir)?;
         removed.push(id);
     }
     Ok(removed)
