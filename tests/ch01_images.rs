@@ -636,7 +636,7 @@ fn a_full_disk_is_one_clear_error_and_leaves_no_partial_blob() {
     // A 600 kB tmpfs holds the config but not busybox's 1 MB layer. It is
     // mounted in a mount namespace of its own, so it vanishes with it.
     let script = format!(
-        "mount -t tmpfs -o size=600k tmpfs {d} && {bin} --root {d} pull {r}/busybox; echo \"exit=$?\"; \
+        "mount -t tmpfs -o size=600k,mode=700 tmpfs {d} && {bin} --root {d} pull {r}/busybox; echo \"exit=$?\"; \
          echo partial=$(ls {d}/tmp | wc -l); cat {d}/images/index.json",
         d = dir.path().display(),
         bin = support::bin(BIN).display(),

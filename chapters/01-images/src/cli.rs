@@ -47,8 +47,14 @@ fn absolute_path(value: &str) -> std::result::Result<PathBuf, String> {
 }
 
 impl GlobalArgs {
-    /// Applies the flags that change the whole process (`--explain`).
+    /// Applies the flags that change the whole process (`--explain`), and
+    /// checks the engine root: every command of every chapter goes through
+    /// here, so a root that cannot be one fails them all alike (exit 125).
     pub fn apply(&self) {
+        if let Err(e) = self.check_root() {
+            eprintln!("{e}");
+            std::process::exit(crate::error::ENGINE_FAILURE);
+        }
         // Die quietly when the reader of our output goes away (`| head`),
         // as other command-line tools do, instead of failing to print.
         // SAFETY: setting a signal disposition to its default is always sound.
@@ -63,6 +69,13 @@ impl GlobalArgs {
 
     pub fn store(&self) -> Result<Store> {
         Store::open(&self.root)
+    }
+
+    /// The engine root must be a directory, or not exist yet (it is made
+    /// on first use). A file there would otherwise make `ps` and `prune`
+    /// silently find nothing, and other commands fail each their own way.
+    pub fn check_root(&self) -> Result<()> {
+        crate::engine_root::check(&self.root)
     }
 
     pub fn registry_options(&self) -> RegistryOptions {

@@ -8,7 +8,8 @@
 //! 2. [`digest`]: content addressing, the sha256 that names and checks every blob;
 //! 3. [`manifest`] and [`platform`]: the JSON documents that describe an image;
 //! 4. [`auth`] and [`registry`]: the HTTP API v2 and its auth challenges;
-//! 5. [`store`] and [`durable`]: the OCI image layout on disk, written crash-safely;
+//! 5. [`store`] and [`durable`]: the OCI image layout on disk, written crash-safely,
+//!    under an [`engine_root`] that only root may enter;
 //! 6. [`pull`]: all of it together; [`archive`]: `save` and `load`.
 //!
 //! [`cli`] is the command line, which later chapters extend;
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod cli;
 pub mod digest;
 pub mod durable;
+pub mod engine_root;
 pub mod error;
 pub mod explain;
 pub mod manifest;

@@ -93,10 +93,31 @@ pub enum ManifestKind {
     Index(Index),
 }
 
-/// Decides what a fetched document is, from the media type the registry
-/// announced (Content-Type) or, failing that, the `mediaType` field inside
-/// and the shape of the JSON.
-pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<ManifestKind> {
+/// A fetched document, parsed, with the media type it really has (the one
+/// to store in its descriptor).
+pub struct Document {
+    pub media_type: String,
+    pub kind: ManifestKind,
+}
+
+/// Is this one of the four manifest and index types we read?
+pub fn is_manifest_type(media_type: &str) -> bool {
+    MANIFEST_ACCEPT.contains(&media_type)
+}
+
+// ANCHOR: parse_manifest
+/// Decides what a fetched document is, and refuses one that lies about it.
+///
+/// A document can be described three times: by the `mediaType` field inside
+/// it, by the `Content-Type` the registry sent it with, and (for an index
+/// entry) by the descriptor that pointed to it. `declared` lists the last
+/// two as `(who says it, media type)`. They must agree: the type is what
+/// we write into the store's `index.json`, and a manifest stored as an
+/// "index" poisons the store (skopeo refuses the layout, and garbage
+/// collection, reading the manifest as an index, keeps nothing it uses).
+/// A `Content-Type` that is not a manifest type (`application/json`,
+/// `text/plain` from a plain web server) says nothing and is ignored.
+pub fn parse_manifest(bytes: &[u8], what: &str, declared: &[(&str, &str)]) -> Result<Document> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Probe {
@@ -106,7 +127,7 @@ pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Manife
     }
     let probe: Probe = serde_json::from_slice(bytes).map_err(|e| {
         Error::new(format!(
-            "the registry sent a manifest that is not JSON: {e}"
+            "the registry sent a manifest for {what} that is not JSON: {e}"
         ))
     })?;
     if probe.schema_version == Some(1) {
@@ -115,29 +136,43 @@ pub fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<Manife
              ask for a newer tag",
         ));
     }
-    let media_type =
-        probe
-            .media_type
-            .as_deref()
-            .or(content_type)
-            .unwrap_or(if probe.manifests.is_some() {
-                OCI_INDEX
-            } else {
-                OCI_MANIFEST
-            });
-    let bad = |e: serde_json::Error| Error::new(format!("malformed {media_type} document: {e}"));
-    match media_type {
-        OCI_INDEX | DOCKER_MANIFEST_LIST => Ok(ManifestKind::Index(
-            serde_json::from_slice(bytes).map_err(bad)?,
-        )),
-        OCI_MANIFEST | DOCKER_MANIFEST => Ok(ManifestKind::Image(
-            serde_json::from_slice(bytes).map_err(bad)?,
-        )),
-        other => Err(Error::new(format!(
-            "unsupported manifest media type {other:?} (this engine reads OCI and Docker schema 2)"
-        ))),
+    let declared: Vec<&(&str, &str)> = declared
+        .iter()
+        .filter(|(_, media_type)| is_manifest_type(media_type))
+        .collect();
+    // The document's own word first; what others say must match it.
+    let (claim_by, claimed) = match (&probe.media_type, declared.first()) {
+        (Some(own), _) => ("the document itself", own.as_str()),
+        (None, Some((who, media_type))) => (*who, *media_type),
+        (None, None) if probe.manifests.is_some() => ("its shape", OCI_INDEX),
+        (None, None) => ("its shape", OCI_MANIFEST),
+    };
+    if let Some((who, media_type)) = declared.iter().find(|(_, m)| *m != claimed) {
+        return Err(Error::new(format!(
+            "{what} has type {claimed} according to {claim_by}, but {who} says {media_type}: \
+             refusing a document that lies about its type — nothing stored"
+        )));
     }
+    let media_type = claimed.to_string();
+    let bad = |e: serde_json::Error| {
+        Error::new(format!("malformed {media_type} document for {what}: {e}"))
+    };
+    let kind = match media_type.as_str() {
+        OCI_INDEX | DOCKER_MANIFEST_LIST => {
+            ManifestKind::Index(serde_json::from_slice(bytes).map_err(bad)?)
+        }
+        OCI_MANIFEST | DOCKER_MANIFEST => {
+            ManifestKind::Image(serde_json::from_slice(bytes).map_err(bad)?)
+        }
+        other => {
+            return Err(Error::new(format!(
+                "unsupported manifest media type {other:?} for {what} (this engine reads OCI and Docker schema 2)"
+            )))
+        }
+    };
+    Ok(Document { media_type, kind })
 }
+// ANCHOR_END: parse_manifest
 
 // ANCHOR: config
 /// The image configuration: how to run a container from this image, and the
@@ -229,18 +264,67 @@ mod tests {
     #[test]
     fn tells_an_index_from_a_manifest() {
         let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
-        assert!(matches!(
-            parse_manifest(index, None),
-            Ok(ManifestKind::Index(_))
-        ));
+        let doc = parse_manifest(index, "x", &[]).unwrap();
+        assert!(matches!(doc.kind, ManifestKind::Index(_)));
+        assert_eq!(doc.media_type, OCI_INDEX);
         // No mediaType field: the Content-Type header decides.
         let list = br#"{"schemaVersion":2,"manifests":[]}"#;
-        assert!(matches!(
-            parse_manifest(list, Some(DOCKER_MANIFEST_LIST)),
-            Ok(ManifestKind::Index(_))
-        ));
+        let doc = parse_manifest(list, "x", &[("Content-Type", DOCKER_MANIFEST_LIST)]).unwrap();
+        assert!(matches!(doc.kind, ManifestKind::Index(_)));
+        assert_eq!(doc.media_type, DOCKER_MANIFEST_LIST);
+        // An uninformative Content-Type is ignored; the shape decides.
+        let doc = parse_manifest(list, "x", &[("Content-Type", "application/json")]).unwrap();
+        assert_eq!(doc.media_type, OCI_INDEX);
         let schema1 = br#"{"schemaVersion":1,"name":"x","fsLayers":[]}"#;
-        let err = parse_manifest(schema1, None).err().unwrap();
+        let err = parse_manifest(schema1, "x", &[]).err().unwrap();
         assert!(err.message().contains("schema 1"));
+    }
+
+    /// The poisoned index of issue 8: an entry that says "index" but whose
+    /// document is a manifest must be refused, not stored as an index.
+    #[test]
+    fn refuses_a_document_whose_type_disagrees_with_its_descriptor() {
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"{OCI_CONFIG}","digest":"{d}","size":0}},"layers":[]}}"#
+        );
+        let err = parse_manifest(manifest.as_bytes(), "m", &[("the index entry", OCI_INDEX)])
+            .err()
+            .unwrap();
+        assert!(
+            err.message().contains(OCI_MANIFEST) && err.message().contains(OCI_INDEX),
+            "{}",
+            err.message()
+        );
+        // Without a mediaType inside, the descriptor decides, and the
+        // document must have that shape.
+        let bare = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"{OCI_CONFIG}","digest":"{d}","size":0}},"layers":[]}}"#
+        );
+        let err = parse_manifest(bare.as_bytes(), "m", &[("the index entry", OCI_INDEX)])
+            .err()
+            .unwrap();
+        assert!(err.message().contains("malformed"), "{}", err.message());
+        // Content-Type and descriptor disagreeing is refused too.
+        assert!(parse_manifest(
+            bare.as_bytes(),
+            "m",
+            &[
+                ("the index entry", OCI_MANIFEST),
+                ("Content-Type", DOCKER_MANIFEST)
+            ]
+        )
+        .is_err());
+        // Agreement is fine.
+        let doc = parse_manifest(
+            manifest.as_bytes(),
+            "m",
+            &[
+                ("the index entry", OCI_MANIFEST),
+                ("Content-Type", OCI_MANIFEST),
+            ],
+        )
+        .unwrap();
+        assert!(matches!(doc.kind, ManifestKind::Image(_)));
     }
 }

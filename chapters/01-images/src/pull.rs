@@ -64,31 +64,25 @@ pub fn pull(
     // 2. The manifest, or an index to choose from.
     let wanted = options.platform.clone().unwrap_or_else(Platform::host);
     let top = registry.get_manifest(reference.manifest_reference())?;
-    let (manifest_bytes, manifest_media_type, index_digest) =
-        match parse_manifest(&top.bytes, top.media_type.as_deref())? {
-            ManifestKind::Image(_) => (top.bytes, top.media_type.clone(), None),
-            ManifestKind::Index(index) => {
-                let chosen = platform::choose(&index.manifests, &wanted)?;
-                explain::step(
-                    &format!("the tag names an index; {wanted} is {}", chosen.digest),
-                    None,
-                );
-                store.put_blob(&top.bytes)?;
-                let fetched = registry.get_manifest(chosen.digest.as_str())?;
-                (
-                    fetched.bytes,
-                    Some(chosen.media_type.clone()),
-                    Some(top.digest.clone()),
-                )
-            }
-        };
-    let ManifestKind::Image(image_manifest) =
-        parse_manifest(&manifest_bytes, manifest_media_type.as_deref())?
-    else {
-        return Err(Error::new(
-            "the index points to another index; nested indexes are not supported",
-        ));
+    let content_type = top.media_type.clone().unwrap_or_default();
+    let top_doc = parse_manifest(
+        &top.bytes,
+        &reference.to_string(),
+        &[("the registry's Content-Type", &content_type)],
+    )?;
+    let (manifest_bytes, image_manifest, manifest_media_type, index) = match top_doc.kind {
+        ManifestKind::Image(m) => (top.bytes, m, top_doc.media_type, None),
+        ManifestKind::Index(index) => {
+            let chosen = platform::choose(&index.manifests, &wanted)?;
+            explain::step(
+                &format!("the tag names an index; {wanted} is {}", chosen.digest),
+                None,
+            );
+            let (bytes, manifest, media_type) = fetch_index_entry(&registry, chosen)?;
+            (bytes, manifest, media_type, Some((top.bytes, top.digest)))
+        }
     };
+    let index_digest = index.as_ref().map(|(_, digest)| digest.clone());
 
     // 3. The config: small, read whole, verified.
     let config_bytes = match store.has_blob(&image_manifest.config.digest) {
@@ -125,13 +119,16 @@ pub fn pull(
     )?;
 
     // 5. Name the image, now that everything it needs is here.
+    if let Some((index_bytes, _)) = &index {
+        store.put_blob(index_bytes)?;
+    }
     let manifest_digest = store.put_blob(&manifest_bytes)?;
     let name = reference.store_name();
     let previous = store.find(&name)?.map(|i| i.descriptor.digest);
     let mut descriptor = Descriptor {
-        media_type: manifest_media_type
-            .or(image_manifest.media_type.clone())
-            .unwrap_or_else(|| manifest::OCI_MANIFEST.to_string()),
+        // The type the document was checked to have (see parse_manifest),
+        // never a type some header or index entry merely claimed.
+        media_type: manifest_media_type,
         digest: manifest_digest.clone(),
         size: manifest_bytes.len() as u64,
         platform: Some(config_platform(&config)),
@@ -162,6 +159,41 @@ pub fn pull(
     store.get(&name)
 }
 // ANCHOR_END: pull
+
+// ANCHOR: fetch_index_entry
+/// Fetches the manifest an index entry points to, by digest, and checks it
+/// is what the entry says: an image manifest, of the entry's media type.
+/// An entry that calls a manifest an "index" (or the reverse) is refused
+/// here, before anything is stored: stored under the entry's word, it would
+/// poison the store for skopeo and for garbage collection.
+fn fetch_index_entry(
+    registry: &Registry,
+    entry: &Descriptor,
+) -> Result<(Vec<u8>, manifest::Manifest, String)> {
+    if !manifest::is_manifest_type(&entry.media_type) {
+        return Err(Error::new(format!(
+            "the index lists {} as {:?}, which is not a manifest type — refusing it, nothing stored",
+            entry.digest, entry.media_type
+        )));
+    }
+    let fetched = registry.get_manifest(entry.digest.as_str())?;
+    let content_type = fetched.media_type.clone().unwrap_or_default();
+    let document = parse_manifest(
+        &fetched.bytes,
+        &format!("manifest {}", entry.digest),
+        &[
+            ("the index entry", &entry.media_type),
+            ("the registry's Content-Type", &content_type),
+        ],
+    )?;
+    match document.kind {
+        ManifestKind::Image(m) => Ok((fetched.bytes, m, document.media_type)),
+        ManifestKind::Index(_) => Err(Error::new(
+            "the index points to another index; nested indexes are not supported",
+        )),
+    }
+}
+// ANCHOR_END: fetch_index_entry
 
 /// The platform an image config says it is for.
 pub fn config_platform(config: &ImageConfig) -> Platform {

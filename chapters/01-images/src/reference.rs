@@ -441,6 +441,20 @@ mod tests {
         );
     }
 
+    /// Docker keeps a registry host as it was typed in the canonical form
+    /// (distribution/reference does not lower-case it); what must not
+    /// depend on case is how the host is reached (see
+    /// `RegistryOptions::is_insecure`).
+    #[test]
+    fn an_uppercase_registry_host_is_a_host() {
+        let r = Reference::parse("LOCALHOST:5000/app").unwrap();
+        assert_eq!(r.domain, "LOCALHOST:5000");
+        assert_eq!(r.path, "app");
+        assert_eq!(r.to_string(), "LOCALHOST:5000/app:latest");
+        let r = Reference::parse("LOCALHOST/app").unwrap();
+        assert_eq!(r.domain, "LOCALHOST");
+    }
+
     #[test]
     fn error_names_the_reference_and_the_rule() {
         let e = Reference::parse("Alpine").unwrap_err();

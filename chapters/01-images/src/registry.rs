@@ -54,16 +54,28 @@ impl RegistryOptions {
         RegistryOptions { insecure, mirror }
     }
 
+    // ANCHOR: is_insecure
     /// Plain HTTP is only for this machine and registries named insecure.
+    ///
+    /// Host names are case-insensitive (DNS says so): `LOCALHOST:5000` is
+    /// this machine as much as `localhost:5000` is. Comparing them as typed
+    /// would send a learner's `LOCALHOST:5000/app` over HTTPS to a registry
+    /// that speaks plain HTTP, and a `--insecure-registry Reg.Lan` would not
+    /// match `reg.lan`.
     pub fn is_insecure(&self, host: &str) -> bool {
-        let name = host_without_port(host);
+        let host = host.to_ascii_lowercase();
+        let name = host_without_port(&host);
         name == "localhost"
             || name
                 .parse::<std::net::Ipv4Addr>()
                 .is_ok_and(|ip| ip.is_loopback())
             || name == "::1"
-            || self.insecure.iter().any(|i| i == host || i == name)
+            || self.insecure.iter().any(|i| {
+                let i = i.to_ascii_lowercase();
+                i == host || i == name
+            })
     }
+    // ANCHOR_END: is_insecure
 }
 
 fn host_without_port(host: &str) -> &str {
@@ -75,8 +87,161 @@ fn host_without_port(host: &str) -> &str {
 
 /// Attempts for one request when the network or server fails transiently.
 const ATTEMPTS: u32 = 4;
-/// Manifests and configs are small; refuse anything absurd.
+/// Manifests and configs are small; refuse anything absurd. (Docker and
+/// containerd refuse manifests over 4 MiB too.) Without a bound, a hostile
+/// registry could make us hold gigabytes of "manifest" in memory.
 pub const MAX_DOCUMENT_SIZE: u64 = 4 << 20;
+
+// ANCHOR: limits
+/// How slow a registry may be before we give up on it.
+///
+/// A timeout on each read only catches a registry that sends *nothing*.
+/// A hostile (or broken) one can send one byte a second forever: every read
+/// succeeds, no timeout ever fires, and the pull hangs for days while it
+/// holds the store's pull lock. So every read from a registry (manifests,
+/// blobs, tokens, error bodies) also obeys a minimum rate, measured over
+/// windows as long as the idle timeout: curl's `--speed-limit` and
+/// `--speed-time`, in other words.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TransferLimits {
+    /// Nothing received for this long: the transfer is stalled.
+    pub idle_timeout: Duration,
+    /// Fewer bytes per second than this, over a whole `idle_timeout`
+    /// window: the transfer is too slow. 0 turns the rule off.
+    pub min_rate: u64,
+}
+
+impl Default for TransferLimits {
+    /// 30 s of silence, or under 1 KiB/s for 30 s: a real registry on a
+    /// poor link stays well above both.
+    fn default() -> Self {
+        TransferLimits {
+            idle_timeout: Duration::from_secs(30),
+            min_rate: 1024,
+        }
+    }
+}
+
+impl TransferLimits {
+    /// The defaults, changed by `CRABBOX_REGISTRY_IDLE_TIMEOUT` (seconds,
+    /// fractions allowed) and `CRABBOX_REGISTRY_MIN_RATE` (bytes per second).
+    pub fn from_env() -> Result<TransferLimits> {
+        let mut limits = TransferLimits::default();
+        if let Some(value) = env_value("CRABBOX_REGISTRY_IDLE_TIMEOUT") {
+            limits.idle_timeout = value
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e6)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    Error::new(format!(
+                        "CRABBOX_REGISTRY_IDLE_TIMEOUT={value:?} is not a number of seconds above 0"
+                    ))
+                })?;
+        }
+        if let Some(value) = env_value("CRABBOX_REGISTRY_MIN_RATE") {
+            limits.min_rate = value.parse::<u64>().map_err(|_| {
+                Error::new(format!(
+                    "CRABBOX_REGISTRY_MIN_RATE={value:?} is not a number of bytes per second (0 turns it off)"
+                ))
+            })?;
+        }
+        Ok(limits)
+    }
+}
+
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// `30 s`, `0.5 s`: a duration as a person reads it.
+fn seconds(d: Duration) -> String {
+    format!("{} s", (d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+/// Wraps every body we read from a registry: turns "nothing for a while"
+/// and "far too little for a while" into one clear error.
+pub struct GuardedReader<R> {
+    inner: R,
+    limits: TransferLimits,
+    /// Who is slow, for the message: "registry" or "auth server".
+    who: &'static str,
+    window_start: std::time::Instant,
+    window_bytes: u64,
+}
+
+impl<R: Read> GuardedReader<R> {
+    pub fn new(inner: R, limits: TransferLimits, who: &'static str) -> GuardedReader<R> {
+        GuardedReader {
+            inner,
+            limits,
+            who,
+            window_start: std::time::Instant::now(),
+            window_bytes: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for GuardedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) if is_timeout(&e) => {
+                return Err(too_slow(format!(
+                    "{} sent nothing for {}: stalled, giving up",
+                    self.who,
+                    seconds(self.limits.idle_timeout)
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        self.window_bytes += n as u64;
+        let elapsed = self.window_start.elapsed();
+        if n > 0 && elapsed >= self.limits.idle_timeout {
+            // At least `min_rate` bytes per second over the window that just
+            // ended, or we stop listening.
+            let wanted = self.limits.min_rate as f64 * elapsed.as_secs_f64();
+            if (self.window_bytes as f64) < wanted {
+                return Err(too_slow(format!(
+                    "{} sent {} bytes in {}: too slow (under {} bytes/s), giving up",
+                    self.who,
+                    self.window_bytes,
+                    seconds(elapsed),
+                    self.limits.min_rate
+                )));
+            }
+            self.window_start = std::time::Instant::now();
+            self.window_bytes = 0;
+        }
+        Ok(n)
+    }
+}
+// ANCHOR_END: limits
+
+/// The I/O error a guarded read fails with: `TimedOut`, so that callers
+/// know not to retry (a slow registry is slow again on the next attempt,
+/// and each retry would give a hostile one another window to hold us).
+fn too_slow(message: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, message)
+}
+
+/// Did a read fail because ureq's per-read timeout fired?
+fn is_timeout(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::TimedOut
+        || e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+            .is_some_and(|u| matches!(u, ureq::Error::Timeout(_) | ureq::Error::BodyStalled))
+}
+
+/// Reads at most `max` bytes of a document; `Ok(None)` when there is more.
+fn read_bounded(reader: impl Read, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    reader.take(max + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
+}
 
 /// A manifest as the registry sent it.
 pub struct FetchedManifest {
@@ -97,6 +262,8 @@ pub struct Registry {
     credentials: Option<Credentials>,
     /// The `Authorization` header value once a challenge was answered.
     authorization: Mutex<Option<String>>,
+    /// How slow the registry may be (see [`TransferLimits`]).
+    limits: TransferLimits,
 }
 // ANCHOR_END: client
 
@@ -125,6 +292,9 @@ impl Registry {
                 } else {
                     "https"
                 };
+                // Host names are case-insensitive: talk to `localhost`
+                // whether the user typed it so or `LOCALHOST`.
+                let host = host.to_ascii_lowercase();
                 (format!("{scheme}://{host}"), reference.domain.clone())
             }
         };
@@ -135,13 +305,16 @@ impl Registry {
 
     /// A client for `repository` at `base` (no request is made yet).
     pub fn new(base: String, registry: &str, repository: &str) -> Result<Registry> {
+        let limits = TransferLimits::from_env()?;
         let config = ureq::Agent::config_builder()
             // We look at every status ourselves: 401 starts the auth dance,
             // 404 becomes "manifest unknown", 5xx and 429 are retried.
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(15)))
-            .timeout_recv_response(Some(Duration::from_secs(60)))
-            .timeout_per_read(Some(Duration::from_secs(60)))
+            // Silence before the headers, or between two reads, is bounded
+            // by the idle timeout; a trickle is caught by GuardedReader.
+            .timeout_recv_response(Some(limits.idle_timeout))
+            .timeout_per_read(Some(limits.idle_timeout))
             .user_agent(concat!("crabbox/", env!("CARGO_PKG_VERSION")))
             .build();
         Ok(Registry {
@@ -151,7 +324,19 @@ impl Registry {
             repository: repository.to_string(),
             credentials: auth::stored_credentials(registry)?,
             authorization: Mutex::new(None),
+            limits,
         })
+    }
+
+    /// Uses these limits instead of the environment's.
+    pub fn with_limits(mut self, limits: TransferLimits) -> Registry {
+        self.limits = limits;
+        self
+    }
+
+    /// A body reader under the slow-registry rules.
+    fn guard<R: Read>(&self, reader: R, who: &'static str) -> GuardedReader<R> {
+        GuardedReader::new(reader, self.limits, who)
     }
 
     /// Uses these credentials instead of the stored ones (for `login`).
@@ -186,32 +371,61 @@ impl Registry {
     }
     // ANCHOR_END: ping
 
-    /// Fetches the manifest (or index) named by a tag or digest.
+    // ANCHOR: get_manifest
+    /// Fetches the manifest (or index) named by a tag or digest, and checks
+    /// that it is what was asked for.
     pub fn get_manifest(&self, reference: &str) -> Result<FetchedManifest> {
         let url = format!("{}/v2/{}/manifests/{reference}", self.base, self.repository);
+        let by_digest = reference.starts_with("sha256:");
+        let what = match by_digest {
+            true => format!("{}@{reference}", self.repository),
+            false => format!("{}:{reference}", self.repository),
+        };
         let mut response = self.get(&url, Some(&MANIFEST_ACCEPT.join(", ")))?;
         self.check_status(
             &mut response,
             &format!("{}:{reference}", self.repository),
             "manifest",
         )?;
-        let media_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_DOCUMENT_SIZE)
-            .read_to_vec()
-            .map_err(|e| self.transport_error(&url, e))?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_string())
+        };
+        let media_type =
+            header("content-type").map(|v| v.split(';').next().unwrap_or(&v).trim().to_string());
+        let announced = header("docker-content-digest");
+        // A manifest is a few kB. Refuse a huge one before reading it when
+        // the registry announces its size, and stop reading at the bound
+        // when it does not: either way, memory stays bounded.
+        let too_big = || {
+            Error::new(format!(
+                "manifest of {what} is larger than {} MiB: refusing it",
+                MAX_DOCUMENT_SIZE >> 20
+            ))
+        };
+        if response
+            .body()
+            .content_length()
+            .is_some_and(|n| n > MAX_DOCUMENT_SIZE)
+        {
+            return Err(too_big());
+        }
+        let reader = self.guard(response.into_body().into_reader(), "registry");
+        let bytes = read_bounded(reader, MAX_DOCUMENT_SIZE)
+            .map_err(|e| read_error(&format!("manifest of {what}"), &url, e))?
+            .ok_or_else(too_big)?;
         let digest = Digest::of(&bytes);
-        if reference.starts_with("sha256:") && digest.as_str() != reference {
+        if by_digest && digest.as_str() != reference {
             return Err(Error::new(format!(
                 "digest mismatch: asked {} for {reference} and got content with digest {digest} — nothing stored",
                 self.registry
             )));
+        }
+        if !by_digest {
+            check_announced_digest(&what, announced.as_deref(), &digest)?;
         }
         Ok(FetchedManifest {
             bytes,
@@ -219,9 +433,11 @@ impl Registry {
             digest,
         })
     }
+    // ANCHOR_END: get_manifest
 
     /// Opens a blob for streaming. The caller verifies the digest while it
-    /// reads (see `store::Store::write_blob`).
+    /// reads (see `store::Store::write_blob`); the reader gives up on a
+    /// stalled or trickling registry.
     pub fn open_blob(&self, digest: &Digest) -> Result<(impl Read + 'static, Option<u64>)> {
         let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repository);
         let mut response = self.get(&url, None)?;
@@ -231,19 +447,27 @@ impl Registry {
             "blob",
         )?;
         let length = response.body().content_length();
-        Ok((response.into_body().into_reader(), length))
+        let reader = self.guard(response.into_body().into_reader(), "registry");
+        Ok((reader, length))
     }
 
     /// Reads a small blob (an image config) whole, verifying its digest.
     pub fn get_small_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
-        let (reader, _) = self.open_blob(digest)?;
-        let mut bytes = Vec::new();
-        reader
-            .take(MAX_DOCUMENT_SIZE + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::new(format!("reading blob {digest} from {}: {e}", self.base)))?;
+        let (reader, length) = self.open_blob(digest)?;
+        let too_big = || {
+            Error::new(format!(
+                "blob {digest} (an image config) is larger than {} MiB: refusing it",
+                MAX_DOCUMENT_SIZE >> 20
+            ))
+        };
+        if length.is_some_and(|n| n > MAX_DOCUMENT_SIZE) {
+            return Err(too_big());
+        }
+        let bytes = read_bounded(reader, MAX_DOCUMENT_SIZE)
+            .map_err(|e| read_error(&format!("blob {digest}"), &self.base, e))?
+            .ok_or_else(too_big)?;
         let got = Digest::of(&bytes);
-        if &got != digest || bytes.len() as u64 > MAX_DOCUMENT_SIZE {
+        if &got != digest {
             return Err(Error::new(format!(
                 "digest mismatch for blob {digest}: the registry sent content with digest {got} — nothing stored"
             )));
@@ -398,7 +622,7 @@ impl Registry {
         if let Some(c) = &self.credentials {
             request = request.header("Authorization", c.basic_header());
         }
-        let mut response = request.call().map_err(|e| self.transport_error(url, e))?;
+        let response = request.call().map_err(|e| self.transport_error(url, e))?;
         match response.status().as_u16() {
             200 => {}
             401 | 403 => return Err(self.denied()),
@@ -408,11 +632,18 @@ impl Registry {
                 )))
             }
         }
-        let answer: serde_json::Value = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_DOCUMENT_SIZE)
-            .read_json()
+        // A token is a few kB: the same bounds as a manifest, and the same
+        // slow-server rules (a token server can trickle too).
+        let reader = self.guard(response.into_body().into_reader(), "auth server");
+        let bytes = read_bounded(reader, MAX_DOCUMENT_SIZE)
+            .map_err(|e| read_error("token", url, e))?
+            .ok_or_else(|| {
+                Error::new(format!(
+                    "the auth server {url} sent a token larger than {} MiB: refusing it",
+                    MAX_DOCUMENT_SIZE >> 20
+                ))
+            })?;
+        let answer: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| Error::new(format!("the auth server {url} sent no JSON token: {e}")))?;
         answer
             .get("token")
@@ -429,11 +660,12 @@ impl Registry {
             return Ok(());
         }
         // Registries explain errors as {"errors":[{"code":…,"message":…}]}.
-        let body: serde_json::Value = response
-            .body_mut()
-            .with_config()
-            .limit(64 << 10)
-            .read_json()
+        // Read at most 64 kB of it, under the slow-registry rules.
+        let reader = self.guard(response.body_mut().as_reader(), "registry");
+        let body: serde_json::Value = read_bounded(reader, 64 << 10)
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or(serde_json::Value::Null);
         let code = body["errors"][0]["code"].as_str().unwrap_or("").to_string();
         Err(match (status, code.as_str()) {
@@ -481,9 +713,49 @@ impl Registry {
                 )
             }
             ureq::Error::HostNotFound => " — check the registry name and your network".to_string(),
+            ureq::Error::Timeout(_) => format!(
+                " — no answer within {} (CRABBOX_REGISTRY_IDLE_TIMEOUT), giving up",
+                seconds(self.limits.idle_timeout)
+            ),
             _ => " — is the registry running and reachable?".to_string(),
         };
         Error::new(format!("cannot reach {url}: {e}{hint}"))
+    }
+}
+
+// ANCHOR: announced_digest
+/// When a tag is pulled, the registry names the digest of what it sends in
+/// the `Docker-Content-Digest` header. A mirror or a proxy in the middle
+/// that serves other content than the registry meant would be caught here:
+/// the digest we print, store and let users pin must be that of the bytes
+/// we got. (A pull by digest needs no header: the body is checked against
+/// the digest we asked for.)
+fn check_announced_digest(what: &str, announced: Option<&str>, got: &Digest) -> Result<()> {
+    let Some(announced) = announced else {
+        return Ok(()); // the header is optional
+    };
+    if !announced.starts_with("sha256:") {
+        return Ok(()); // another algorithm: nothing we can compare
+    }
+    match Digest::parse(announced) {
+        Ok(d) if &d == got => Ok(()),
+        _ => Err(Error::new(format!(
+            "digest mismatch: the registry says {what} is {announced} (Docker-Content-Digest) \
+             but sent a manifest whose digest is {got} — nothing stored"
+        ))),
+    }
+}
+// ANCHOR_END: announced_digest
+
+/// One line for a failed read of a body: the slow-registry rules speak for
+/// themselves; anything else is a broken connection.
+fn read_error(what: &str, url: &str, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        Error::new(format!("{what} from {url}: {e}"))
+    } else {
+        Error::new(format!(
+            "reading {what} from {url} broke off: {e} — is the registry running and reachable?"
+        ))
     }
 }
 
@@ -545,6 +817,92 @@ mod tests {
         assert!(!o.is_insecure("registry.lan"));
         assert!(!o.is_insecure("registry-1.docker.io"));
         assert!(!o.is_insecure("128.0.0.1:5000"));
+    }
+
+    #[test]
+    fn host_names_are_case_insensitive() {
+        let o = RegistryOptions {
+            insecure: vec!["Registry.LAN:5000".into()],
+            mirror: None,
+        };
+        assert!(o.is_insecure("LOCALHOST:5000"));
+        assert!(o.is_insecure("LocalHost"));
+        assert!(o.is_insecure("registry.lan:5000"));
+        assert!(o.is_insecure("REGISTRY.lan:5000"));
+        assert!(!o.is_insecure("LOCALHOST.example.com:5000"));
+    }
+
+    /// A reader that yields one byte per `pause`, `total` times.
+    struct Trickle {
+        pause: Duration,
+        left: usize,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.left == 0 || buf.is_empty() {
+                return Ok(0);
+            }
+            std::thread::sleep(self.pause);
+            self.left -= 1;
+            buf[0] = b'x';
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn a_trickle_is_too_slow_and_a_fast_body_is_fine() {
+        let limits = TransferLimits {
+            idle_timeout: Duration::from_millis(200),
+            min_rate: 1000,
+        };
+        let trickle = Trickle {
+            pause: Duration::from_millis(20),
+            left: 1000,
+        };
+        let started = std::time::Instant::now();
+        let err =
+            read_bounded(GuardedReader::new(trickle, limits, "registry"), 1 << 20).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        let message = err.to_string();
+        assert!(
+            message.starts_with("registry sent ")
+                && message.ends_with("too slow (under 1000 bytes/s), giving up"),
+            "{message}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // The same trickle with the rule off completes.
+        let trickle = Trickle {
+            pause: Duration::from_millis(1),
+            left: 50,
+        };
+        let off = TransferLimits {
+            min_rate: 0,
+            ..limits
+        };
+        let bytes = read_bounded(GuardedReader::new(trickle, off, "registry"), 1 << 20)
+            .unwrap()
+            .unwrap();
+        assert_eq!(bytes.len(), 50);
+        // A body over the bound is reported as such, not cut silently.
+        assert!(read_bounded(&[0u8; 11][..], 10).unwrap().is_none());
+        assert_eq!(read_bounded(&[0u8; 10][..], 10).unwrap().unwrap().len(), 10);
+    }
+
+    #[test]
+    fn announced_digest_must_match_the_body() {
+        let body = Digest::of(b"manifest");
+        let other = Digest::of(b"another");
+        assert!(check_announced_digest("a:b", None, &body).is_ok());
+        assert!(check_announced_digest("a:b", Some(body.as_str()), &body).is_ok());
+        assert!(check_announced_digest("a:b", Some("sha512:abcd"), &body).is_ok());
+        let err = check_announced_digest("a:b", Some(other.as_str()), &body).unwrap_err();
+        assert!(
+            err.message().contains(other.as_str()) && err.message().contains(body.as_str()),
+            "{}",
+            err.message()
+        );
+        assert!(check_announced_digest("a:b", Some("sha256:zz"), &body).is_err());
     }
 
     #[test]

@@ -89,6 +89,7 @@ impl Store {
             images: root.join("images"),
             tmp: root.join("tmp"),
         };
+        crate::engine_root::prepare(root)?;
         let blobs = store.images.join("blobs").join("sha256");
         if !blobs.is_dir() {
             explain::step(
@@ -170,6 +171,13 @@ impl Store {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    // The registry's reader gave up on a stalled or
+                    // trickling transfer: not worth a retry ("broke off" is).
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        return Err(Error::new(format!(
+                            "download of {expected}: {e} — nothing stored"
+                        )))
+                    }
                     Err(e) => {
                         return Err(Error::new(format!("download of {expected} broke off: {e}")))
                     }
@@ -309,7 +317,9 @@ impl Store {
         Ok(removed)
     }
 
-    /// Every named image, read.
+    /// Every named image, read. An image whose manifest or config is
+    /// damaged is reported on stderr and left out, so that one bad image
+    /// does not make every other one unreachable (`images`, `rmi`, `run`).
     pub fn images(&self) -> Result<Vec<Image>> {
         let index = self.read_index()?;
         let mut images = Vec::new();
@@ -317,7 +327,10 @@ impl Store {
             let Some(name) = descriptor.annotations.get(REF_NAME).cloned() else {
                 continue;
             };
-            images.push(self.load_image(name, descriptor)?);
+            match self.load_image(name.clone(), descriptor) {
+                Ok(image) => images.push(image),
+                Err(e) => warn(&format!("skipping image {name}: {e}")),
+            }
         }
         Ok(images)
     }
@@ -344,13 +357,20 @@ impl Store {
     /// Finds an image as the user names it: a reference (`busybox`,
     /// `localhost:5000/app:v1`) or an image ID or its prefix (`d8c1a9…`).
     pub fn find(&self, name_or_id: &str) -> Result<Option<Image>> {
-        let images = self.images()?;
         if let Ok(reference) = Reference::parse(name_or_id) {
+            // By name: read only that image (a damaged one is an error
+            // about it, not about the others).
             let wanted = reference.store_name();
-            if let Some(image) = images.iter().find(|i| i.name == wanted) {
-                return Ok(Some(image.clone()));
+            let named = self
+                .read_index()?
+                .manifests
+                .into_iter()
+                .find(|d| d.annotations.get(REF_NAME) == Some(&wanted));
+            if let Some(descriptor) = named {
+                return self.load_image(wanted, descriptor).map(Some);
             }
         }
+        let images = self.images()?;
         let id = name_or_id.strip_prefix("sha256:").unwrap_or(name_or_id);
         if id.len() >= 4 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
             let matching: Vec<&Image> = images
@@ -381,12 +401,23 @@ impl Store {
     // ANCHOR: garbage_collect
     /// Deletes every blob that no name reaches any more (mark and sweep).
     /// Layers shared with another image are reached through it and stay.
+    ///
+    /// It never fails as a whole because of one damaged object: a document
+    /// that cannot be read, or is not what its descriptor says (the
+    /// poisoned index of issue 8), is reported on stderr and skipped, and
+    /// the rest is collected. Failing instead would make every later `rmi`
+    /// fail too, and the store would only ever grow.
     pub fn garbage_collect(&self) -> Result<Vec<Digest>> {
         let _no_pull_running = durable::lock(&self.root.join("pull.lock"))?;
         let _lock = self.lock()?;
         let mut reachable = BTreeSet::new();
         for descriptor in self.read_index()?.manifests {
-            self.mark(&descriptor, &mut reachable)?;
+            if let Some(index) = descriptor.annotations.get(INDEX_DIGEST) {
+                if let Ok(d) = Digest::parse(index) {
+                    reachable.insert(d);
+                }
+            }
+            self.mark(&descriptor.digest, &descriptor.media_type, &mut reachable);
         }
         let dir = self.images.join("blobs").join("sha256");
         let mut deleted = Vec::new();
@@ -401,52 +432,93 @@ impl Store {
                     &format!("delete unreferenced blob {digest}"),
                     Some(&format!("rm {}", entry.path().display())),
                 );
-                fs::remove_file(entry.path()).context("removing", &entry.path())?;
-                deleted.push(digest);
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => deleted.push(digest),
+                    Err(e) => warn(&format!(
+                        "could not remove unreferenced blob {}: {e}",
+                        entry.path().display()
+                    )),
+                }
             }
         }
         Ok(deleted)
     }
     // ANCHOR_END: garbage_collect
 
-    fn mark(&self, descriptor: &Descriptor, reachable: &mut BTreeSet<Digest>) -> Result<()> {
-        if !reachable.insert(descriptor.digest.clone()) {
-            return Ok(());
+    // ANCHOR: mark
+    /// Marks a manifest or index and everything it reaches. The document
+    /// is read for what it *is* (its own shape), not for what its
+    /// descriptor claims; what cannot be read is reported and skipped.
+    fn mark(&self, digest: &Digest, declared: &str, reachable: &mut BTreeSet<Digest>) {
+        if !reachable.insert(digest.clone()) {
+            return;
         }
-        if let Some(index) = descriptor.annotations.get(INDEX_DIGEST) {
-            if let Ok(d) = Digest::parse(index) {
-                reachable.insert(d);
+        let path = self.blob_path(digest);
+        let Ok(metadata) = fs::metadata(&path) else {
+            return; // a missing blob reaches nothing
+        };
+        let damaged = |why: String| {
+            warn(&format!(
+                "stored document {digest} ({declared}) is damaged: {why}; skipped it \
+                 (what only it used is collected)"
+            ))
+        };
+        if metadata.len() > crate::registry::MAX_DOCUMENT_SIZE {
+            return damaged(format!(
+                "{} bytes is too large for a manifest",
+                metadata.len()
+            ));
+        }
+        let document: serde_json::Value = match fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(v) => v,
+            Err(e) => return damaged(e),
+        };
+        let digest_at =
+            |v: &serde_json::Value| v["digest"].as_str().and_then(|d| Digest::parse(d).ok());
+        if let Some(children) = document["manifests"].as_array() {
+            if !matches!(declared, OCI_INDEX | manifest::DOCKER_MANIFEST_LIST) {
+                warn(&format!(
+                    "stored document {digest} is an index but is named as {declared}; following it as an index"
+                ));
             }
-        }
-        if !self.has_blob(&descriptor.digest) {
-            return Ok(());
-        }
-        match descriptor.media_type.as_str() {
-            OCI_MANIFEST | manifest::DOCKER_MANIFEST => {
-                let manifest: Manifest =
-                    serde_json::from_slice(&self.read_blob(&descriptor.digest)?).map_err(|e| {
-                        Error::new(format!(
-                            "stored manifest {} is damaged: {e}",
-                            descriptor.digest
-                        ))
-                    })?;
-                reachable.insert(manifest.config.digest.clone());
-                reachable.extend(manifest.layers.iter().map(|l| l.digest.clone()));
-            }
-            OCI_INDEX | manifest::DOCKER_MANIFEST_LIST => {
-                let index: Index = serde_json::from_slice(&self.read_blob(&descriptor.digest)?)
-                    .map_err(|e| {
-                        Error::new(format!(
-                            "stored index {} is damaged: {e}",
-                            descriptor.digest
-                        ))
-                    })?;
-                for child in &index.manifests {
-                    self.mark(child, reachable)?;
+            for child in children {
+                match digest_at(child) {
+                    Some(d) => self.mark(&d, child["mediaType"].as_str().unwrap_or(""), reachable),
+                    None => damaged(format!("an entry has no valid digest: {child}")),
                 }
             }
-            _ => {}
+        } else if document.get("config").is_some() || document.get("layers").is_some() {
+            if !matches!(declared, OCI_MANIFEST | manifest::DOCKER_MANIFEST) {
+                warn(&format!(
+                    "stored document {digest} is a manifest but is named as {declared}; following it as a manifest"
+                ));
+            }
+            let layers = document["layers"].as_array().into_iter().flatten();
+            for blob in std::iter::once(&document["config"]).chain(layers) {
+                match digest_at(blob) {
+                    Some(d) => {
+                        reachable.insert(d);
+                    }
+                    None if blob.is_null() => {}
+                    None => damaged(format!("a descriptor has no valid digest: {blob}")),
+                }
+            }
+        } else {
+            damaged("neither a manifest nor an index".to_string());
         }
-        Ok(())
+    }
+    // ANCHOR_END: mark
+}
+
+/// Reports a damaged object on stderr, once per process (the same image is
+/// often read several times in one command).
+fn warn(message: &str) {
+    static SEEN: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.insert(message.to_string()) {
+        eprintln!("warning: {message}");
     }
 }

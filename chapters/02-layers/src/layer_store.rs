@@ -74,6 +74,7 @@ pub fn layers_with_diff_ids(image: &Image) -> Result<Vec<(&Descriptor, &Digest)>
 
 impl LayerStore {
     pub fn open(root: &Path) -> Result<LayerStore> {
+        ch01_images::engine_root::prepare(root)?;
         let dir = root.join("layers");
         fs::create_dir_all(dir.join("l")).context("creating", &dir)?;
         Ok(LayerStore { dir })
