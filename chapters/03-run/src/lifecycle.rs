@@ -74,7 +74,9 @@ pub struct State {
     /// field 22): a PID can be reused, a PID *and* its start time cannot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_start: Option<u64>,
-    /// The monitor of a detached (`-d`) container, and its start time.
+    /// The process that waits for PID 1 and records its exit, and its
+    /// start time: the monitor of `run -d`, or the foreground `run` (or
+    /// `start -a`) itself. Once it is gone, nobody else will record it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor_pid: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,6 +108,8 @@ pub struct CreateOptions {
     pub init: bool,
     /// `--memory`, `--pids-limit`, `--cpus` (see `cgroups`).
     pub resources: crate::cgroups::ResourceArgs,
+    /// `--privileged`, `--cap-add`, `--device`, `--security-opt` (see `security`).
+    pub security: crate::security::Security,
     /// `--rm`: remove the container when it exits.
     pub auto_remove: bool,
     /// `-d`: a monitor keeps it, not the caller (see `spec::Process`).
@@ -154,6 +158,36 @@ pub fn valid_name(name: &str) -> bool {
         && name.len() >= 2
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
+
+/// The longest host name the kernel takes (`sethostname(2)`).
+const HOST_NAME_MAX: usize = 64;
+
+// ANCHOR: hostname
+/// docker's rule for `--hostname` (RFC 1123): dot-separated labels of
+/// letters, digits and hyphens, none starting or ending with a hyphen, at
+/// most 63 characters each. In all, DNS allows 253, but the kernel keeps
+/// at most 64 (`HOST_NAME_MAX`: `sethostname` fails beyond), so that is
+/// the limit here, checked before anything is made. The name is written
+/// into the container's `/etc/hosts` and `/etc/hostname`: a newline there
+/// would add a line of the caller's choosing.
+pub fn check_hostname(hostname: &str) -> Result<()> {
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if hostname.len() <= HOST_NAME_MAX && hostname.split('.').all(label_ok) {
+        return Ok(());
+    }
+    Err(Error::new(format!(
+        "invalid hostname {hostname:?}: use letters, digits, hyphens and dots \
+         (labels of at most 63 characters, not starting or ending with a hyphen; {HOST_NAME_MAX} in all)"
+    )))
+}
+// ANCHOR_END: hostname
 
 /// `ROOT/containers`.
 pub fn containers_dir(root: &Path) -> PathBuf {
@@ -226,14 +260,17 @@ pub fn create(
     image_name: &str,
     options: &CreateOptions,
 ) -> Result<Container> {
-    let containers = containers_dir(root);
-    fs::create_dir_all(&containers).context("creating", &containers)?;
-    let id = new_id()?;
     if let Some(name) = options.name.as_deref().filter(|n| !valid_name(n)) {
         return Err(Error::new(format!(
             "invalid container name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
         )));
     }
+    if let Some(hostname) = &options.hostname {
+        check_hostname(hostname)?;
+    }
+    let containers = containers_dir(root);
+    fs::create_dir_all(&containers).context("creating", &containers)?;
+    let id = new_id()?;
     let dir = containers.join(&id);
     let mut config = Config {
         id: id.clone(),
@@ -257,6 +294,7 @@ pub fn create(
     } else {
         Flush::ToDisk
     };
+    let creating;
     {
         // Names are unique: check and claim (by writing config.json) under
         // one lock, so two `run --name x` at once cannot both win.
@@ -272,7 +310,21 @@ pub fn create(
             None => unused_name(&taken, &id)?,
         };
         fs::create_dir(&dir).context("creating", &dir)?;
-        write_config(&dir, &config, flush)?;
+        // Held until state.json exists: `ps`, `start` and `prune` tell a
+        // container being created (locked) from one whose creator was
+        // killed halfway (unlocked, no state: "Dead", see [`effective_state`]).
+        let claimed = lock(&dir).and_then(|lock| {
+            write_config(&dir, &config, flush)?;
+            Ok(lock)
+        });
+        match claimed {
+            Ok(lock) => creating = lock,
+            Err(e) => {
+                // A full disk: no empty container directory left behind.
+                let _ = fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        }
     }
     explain::step(
         &format!(
@@ -284,7 +336,7 @@ pub fn create(
         Some(&format!("mkdir {}", dir.display())),
     );
     let result = (|| {
-        let rootfs = Rootfs::prepare(root, store, image, &dir, &config.spec.rootfs, flush)?;
+        let rootfs = prepare_rootfs(root, store, image, image_name, &dir, &config, flush)?;
         etc_files(&dir, &config.spec.hostname)?;
         set_state(
             &dir,
@@ -296,18 +348,64 @@ pub fn create(
         Ok(rootfs)
     })();
     match result {
-        Ok(rootfs) => Ok(Container {
-            dir,
-            config,
-            rootfs,
-        }),
+        Ok(rootfs) => {
+            drop(creating);
+            Ok(Container {
+                dir,
+                config,
+                rootfs,
+            })
+        }
         Err(e) => {
-            let _ = fs::remove_dir_all(&dir);
+            // Nothing half-made: the directory and its layer-user record.
+            if remove_dir(root, &dir).is_err() {
+                let _ = fs::remove_dir_all(&dir);
+            }
             Err(e)
         }
     }
 }
 // ANCHOR_END: create
+
+/// The container's root filesystem over its image's layers. `rmi -f` of
+/// the image may run at the same time: it deletes the image's blobs and
+/// the unpacked layers nobody has registered yet. Once this container is
+/// registered as their user (by `Rootfs::prepare`), the layers stay; if
+/// they went before that, the image is either gone (said in one line) or
+/// still there (pulled again meanwhile), and its layers are unpacked again.
+fn prepare_rootfs(
+    root: &Path,
+    store: &Store,
+    image: &Image,
+    image_name: &str,
+    dir: &Path,
+    config: &Config,
+    flush: Flush,
+) -> Result<Rootfs> {
+    let prepared = Rootfs::prepare(root, store, image, dir, &config.spec.rootfs, flush);
+    if let Ok(rootfs) = &prepared {
+        // Under the layer store's lock: a prune that started before our
+        // registration has finished, and any later one sees it.
+        let _lock = ch02_layers::layer_store::LayerStore::open(root)?.lock()?;
+        if rootfs.layers.iter().all(|layer| layer.is_dir()) {
+            return prepared;
+        }
+    }
+    let still_there = store.find(&image.id().to_string()).ok().flatten().is_some();
+    if !still_there {
+        return Err(image_removed(image_name));
+    }
+    prepared?;
+    Rootfs::prepare(root, store, image, dir, &config.spec.rootfs, flush)
+}
+
+/// The one line for an image removed (`rmi -f`) while a container of it
+/// was being created or started.
+pub fn image_removed(image_name: &str) -> Error {
+    Error::new(format!(
+        "the image {image_name} was removed (rmi -f) while this container was being created — pull it again, then run"
+    ))
+}
 
 /// The spec from the image's config and the command line.
 fn build_spec(
@@ -351,6 +449,7 @@ fn build_spec(
         namespaces: spec::NAMESPACES.iter().map(|s| s.to_string()).collect(),
         mounts,
         resources: options.resources.resources(id)?,
+        security: options.security.clone(),
     })
 }
 
@@ -420,8 +519,28 @@ pub fn alive(pid: Option<i32>, start: Option<u64>) -> bool {
 /// The state as it really is: a "running" container whose PID 1 is gone
 /// without anyone recording it (its monitor was SIGKILLed, the machine
 /// rebooted) is shown exited, with code 255 as docker does after a crash.
+///
+/// A container without its state or one of the files `create` makes
+/// (its creator was killed halfway, or a file was deleted by hand) is
+/// "dead", as docker calls a container it cannot use: `start` refuses
+/// it, `rm` and `prune` remove it. One being created right now is
+/// "created".
 pub fn effective_state(dir: &Path) -> State {
-    let mut state = read_state(dir).unwrap_or_default();
+    let mut state = match read_state(dir) {
+        Ok(state) => state,
+        Err(_) if being_created(dir) => {
+            return State {
+                status: "created".into(),
+                ..State::default()
+            }
+        }
+        // Its creation may have ended meanwhile; else it never will.
+        Err(_) => read_state(dir).unwrap_or_default(),
+    };
+    if state.status.is_empty() || (state.status != "running" && missing_file(dir).is_some()) {
+        state.status = "dead".into();
+        return state;
+    }
     if state.status == "running" && !alive(state.pid, state.pid_start) {
         // The monitor may be writing the real exit code right now.
         if alive(state.monitor_pid, state.monitor_start) {
@@ -437,6 +556,34 @@ pub fn effective_state(dir: &Path) -> State {
     }
     state
 }
+
+// ANCHOR: damaged
+/// The files `create` makes besides `config.json`, without which a
+/// container cannot start.
+const MADE_BY_CREATE: [&str; 4] = ["state.json", "hostname", "hosts", "resolv.conf"];
+
+/// The first file `create` makes that is missing from `dir`, if any.
+pub fn missing_file(dir: &Path) -> Option<&'static str> {
+    MADE_BY_CREATE
+        .into_iter()
+        .find(|file| !dir.join(file).exists())
+}
+
+/// Is this container being created right now? It has no `state.json`
+/// yet and its creator holds its lock (see [`create`]). A creator that
+/// was killed holds nothing: the kernel releases a dead process's locks.
+pub fn being_created(dir: &Path) -> bool {
+    let state = dir.join("state.json");
+    if state.exists() {
+        return false;
+    }
+    let Ok(file) = fs::OpenOptions::new().write(true).open(dir.join("lock")) else {
+        return false;
+    };
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_err();
+    held && !state.exists()
+}
+// ANCHOR_END: damaged
 
 /// A container found on disk: its directory and config.
 pub struct Found {
@@ -513,14 +660,27 @@ pub fn start(container: &Container, hooks: &mut dyn Hooks) -> Result<Pid> {
     container.rootfs.mount()?;
     match process::spawn(&container.config.spec, hooks) {
         Ok(pid) => {
+            // We wait for it: a foreground `run`, or a monitor.
+            let waiter = std::process::id() as i32;
             let running = State {
                 status: "running".into(),
                 pid: Some(pid.as_raw()),
                 pid_start: start_time(pid.as_raw()),
                 started: Some(now()),
+                monitor_pid: Some(waiter),
+                monitor_start: start_time(waiter),
                 ..State::default()
             };
-            set_state(&container.dir, &running)?;
+            if let Err(e) = set_state(&container.dir, &running) {
+                // Unrecorded, nothing could ever stop it: it must not run
+                // (a full disk, say). Killing PID 1 ends its namespace.
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+                let _ = container.rootfs.unmount();
+                return Err(Error::new(format!(
+                    "the container started but could not be recorded as running, so it was killed: {e}"
+                )));
+            }
             Ok(pid)
         }
         Err(e) => {
@@ -566,6 +726,12 @@ pub fn finish(container: &Container, code: i32, hooks: &mut dyn Hooks) -> Result
         state.pid = None;
         state.pid_start = None;
         state.oom_killed = oom_killed;
+    })
+    .map_err(|e| {
+        // The exit code is known here and nowhere else: say it.
+        Error::new(format!(
+            "the container exited with code {code}, but that could not be recorded: {e}"
+        ))
     })?;
     stopped?;
     Ok(code)
@@ -580,6 +746,14 @@ pub fn finish(container: &Container, code: i32, hooks: &mut dyn Hooks) -> Result
 /// writable one come from it.
 pub fn reopen(root: &Path, store: &Store, found: &Found) -> Result<Container> {
     let config = found.config.clone();
+    // Waits for a creation in progress to end (its creator holds the lock).
+    drop(lock(&found.dir)?);
+    if let Some(file) = missing_file(&found.dir) {
+        return Err(Error::new(format!(
+            "container {} is damaged: its {file} is missing (its creation was interrupted, or the file was deleted) — remove it with rm and run a new one",
+            config.name
+        )));
+    }
     let image = store.find(&config.image_id)?.ok_or_else(|| {
         Error::new(format!(
             "the image of container {} ({}) was removed with rmi -f: it cannot start again — remove it and run a new one",
@@ -638,5 +812,31 @@ mod tests {
         assert!(!valid_name("-x"));
         assert!(!valid_name("a"));
         assert!(!valid_name("a/b"));
+    }
+
+    #[test]
+    fn host_names_follow_rfc_1123() {
+        let long_label = "a".repeat(63);
+        for good in ["web", "web-1", "a.b.c", "1abc", long_label.as_str()] {
+            assert!(check_hostname(good).is_ok(), "{good}");
+        }
+        let too_long_label = "a".repeat(64);
+        let too_long = format!("{}.a", ["abcd"; 13].join(".")); // 66; its first 64 are fine
+        assert!(check_hostname(&too_long[..64]).is_ok());
+        for bad in [
+            "",
+            "a\nb",
+            "a b",
+            "a_b",
+            "-a",
+            "a-",
+            "a..b",
+            "a.",
+            too_long_label.as_str(),
+            too_long.as_str(),
+        ] {
+            let e = check_hostname(bad).unwrap_err();
+            assert!(!e.message().contains('\n'), "{bad:?}: {e}");
+        }
     }
 }

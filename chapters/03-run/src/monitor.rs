@@ -125,7 +125,15 @@ fn monitor(container: &Container, report: &mut Option<File>) -> Result<i32> {
     // From here on only the container writes to the pipes.
     dup2(&null, 1)?;
     dup2(&null, 2)?;
-    let mut log = Log::open(&log_path(&container.dir, &container.config.id))?;
+    let mut log = match Log::open(&log_path(&container.dir, &container.config.id)) {
+        Ok(log) => log,
+        Err(e) => {
+            if let Ok(pid) = started {
+                abandon(container, pid);
+            }
+            return Err(e);
+        }
+    };
     // Everything narrated before exec is at the head of the stderr pipe:
     // it goes to the caller, the rest to the log.
     pass_on_narration(&err_read, caller_stderr, &mut log);
@@ -135,10 +143,14 @@ fn monitor(container: &Container, report: &mut Option<File>) -> Result<i32> {
     if container.dir.is_absolute() {
         let _ = nix::unistd::chdir("/");
     }
-    lifecycle::update_state(&container.dir, |state| {
+    let recorded = lifecycle::update_state(&container.dir, |state| {
         state.monitor_pid = Some(std::process::id() as i32);
         state.monitor_start = lifecycle::start_time(std::process::id() as i32);
-    })?;
+    });
+    if let Err(e) = recorded {
+        abandon(container, pid);
+        return Err(e);
+    }
     // "ok", and the caller (reading until end of file) is free to go.
     if let Some(mut report) = report.take() {
         let _ = writeln!(report, "ok");
@@ -153,6 +165,15 @@ fn monitor(container: &Container, report: &mut Option<File>) -> Result<i32> {
     lifecycle::finish(container, code, &mut NarrateHooks)
 }
 // ANCHOR_END: monitor
+
+/// The container runs but the monitor cannot keep it (a full disk): it
+/// must not run on with nobody to record its exit, so it is killed, reaped
+/// and unmounted, and the caller told why.
+fn abandon(container: &Container, pid: Pid) {
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = waitpid(pid, None);
+    let _ = container.rootfs.unmount();
+}
 
 /// Copies the container's output into the log until every output closes
 /// and PID 1 is reaped. Returns docker's exit code (128+N for signal N).

@@ -40,6 +40,8 @@ pub fn status_text(state: &lifecycle::State, now: u64) -> String {
             since(state.finished)
         ),
         "created" => "Created".into(),
+        // Its creation was interrupted, or a file of it was deleted.
+        "dead" => "Dead".into(),
         other => other.to_string(),
     }
 }
@@ -127,5 +129,6 @@ mod tests {
             "Exited (3) 2 minutes ago"
         );
         assert_eq!(status_text(&state("created", None), 0), "Created");
+        assert_eq!(status_text(&state("dead", None), 0), "Dead");
     }
 }

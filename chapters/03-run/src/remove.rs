@@ -47,8 +47,12 @@ pub fn prune(root: &Path) -> Result<i32> {
     for config in lifecycle::list(root) {
         let dir = lifecycle::containers_dir(root).join(&config.id);
         let state = lifecycle::effective_state(&dir);
-        // A live monitor is still finishing (or removing) this one.
-        if state.status == "running" || lifecycle::alive(state.monitor_pid, state.monitor_start) {
+        // A live monitor is still finishing (or removing) this one; a
+        // `run` or `create` is still making that one.
+        if state.status == "running"
+            || lifecycle::alive(state.monitor_pid, state.monitor_start)
+            || lifecycle::being_created(&dir)
+        {
             continue;
         }
         reclaimed += dir_size(&dir.join("upper"));
