@@ -35,6 +35,8 @@ fn run_transcript(name: &str) {
                 .replace(&format!("127.0.0.1:{port}"), "localhost:5000")
         },
     );
+    // Containers the transcript leaves (the book's `keep`) have cgroups.
+    support::containers::clean_up_engine_root(root.path());
     for (step, output) in steps.iter().zip(&outputs) {
         let actual: Vec<&str> = output.lines().map(str::trim_end).collect();
         assert!(

@@ -280,6 +280,7 @@ fn explain_narrates_each_kernel_step_with_its_shell_command() {
         (r"PID \d+ on the host", "PID [N] on the host"),
         (r"\([a-z]+_[a-z]+\) in ", "([GENERATED NAME]) in "),
         (r"/proc/\d+/ns", "/proc/[N]/ns"),
+        (r"echo \d+ > ", "echo [N] > "),
     ]}, {
         insta::assert_snapshot!("explain_run", narration);
     });

@@ -5,9 +5,11 @@
 //! when the test fails.
 
 use crate::{fixtures, Engine, Registry, Run};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// An engine root and the fixture registry, for one test, driving the
@@ -16,6 +18,9 @@ pub struct Setup {
     pub registry: Registry,
     pub engine: Engine,
     bin: &'static str,
+    /// The IDs of the containers seen under the engine root after a
+    /// command or printed by `run -d`: their cgroups must go with them.
+    seen: Mutex<BTreeSet<String>>,
 }
 
 impl Setup {
@@ -24,7 +29,19 @@ impl Setup {
             registry: Registry::serve_fixtures(&fixtures().registry_storage()),
             engine: Engine::new(),
             bin,
+            seen: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    /// The IDs seen so far (a test that failed holding the lock does not
+    /// keep its clean-up from running).
+    fn seen(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remembers the containers under the engine root now.
+    fn note_containers(&self) {
+        self.container_dirs();
     }
 
     /// The fixture busybox, by its name in the registry.
@@ -41,14 +58,18 @@ impl Setup {
 
     /// `BIN ARGS`.
     pub fn run(&self, args: &[&str]) -> Run {
-        self.engine.run(self.bin, args)
+        let run = self.engine.run(self.bin, args);
+        self.note_containers();
+        run
     }
 
     /// `BIN ARGS`, killed (and the test failed) if it takes longer than `limit`.
     pub fn run_bounded(&self, args: &[&str], limit: Duration) -> Run {
         let mut command = self.engine.command(self.bin, args);
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        wait_bounded(command.spawn().unwrap(), limit)
+        let run = wait_bounded(command.spawn().unwrap(), limit);
+        self.note_containers();
+        run
     }
 
     /// `BIN run --rm IMAGE COMMAND…`.
@@ -74,6 +95,7 @@ impl Setup {
         let id = self.run(&args).ok().trim().to_string();
         assert_eq!(id.len(), 64, "not an ID: {id:?}");
         assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+        self.seen().insert(id.clone());
         id
     }
 
@@ -101,9 +123,15 @@ impl Setup {
         self.engine.root.join("containers")
     }
 
-    /// The container directories (the lock file aside).
+    /// The container directories (the lock file aside), remembered: a
+    /// test may remove one by hand, its cgroup is still cleaned up.
     pub fn container_dirs(&self) -> Vec<PathBuf> {
-        container_dirs(self.engine.root.path())
+        let dirs = container_dirs(self.engine.root.path());
+        let ids = dirs
+            .iter()
+            .filter_map(|d| Some(d.file_name()?.to_string_lossy().to_string()));
+        self.seen().extend(ids);
+        dirs
     }
 
     /// A container's `state.json` (null when it has none).
@@ -112,7 +140,8 @@ impl Setup {
         serde_json::from_slice(&bytes).unwrap_or_default()
     }
 
-    /// Asserts that no container directory and no mount is left.
+    /// Asserts that no container directory, no mount and no cgroup of a
+    /// container this setup saw is left.
     #[track_caller]
     pub fn assert_nothing_left(&self) {
         assert_eq!(
@@ -125,7 +154,33 @@ impl Setup {
             Vec::<String>::new(),
             "mounts left"
         );
+        let seen: Vec<String> = self.seen().iter().cloned().collect();
+        for id in seen {
+            assert_no_cgroup_left(&id);
+        }
     }
+}
+
+/// For an engine root driven without a [`Setup`] (the book's
+/// transcripts): kills and unmounts what its containers left, and removes
+/// their cgroups (every container has one), as `Setup` does when dropped.
+pub fn clean_up_engine_root(root: &Path) {
+    kill_and_unmount_everything(root);
+    std::thread::sleep(Duration::from_millis(50));
+    for dir in container_dirs(root) {
+        let id = dir.file_name().unwrap().to_string_lossy().to_string();
+        for cgroup in cgroup_dirs(&id) {
+            let _ = fs::remove_dir(cgroup);
+        }
+    }
+}
+
+/// Asserts that no directory of container `id`'s cgroup is left (every
+/// controller of v1, the v2 tree, the hybrid host's `unified` tree).
+#[track_caller]
+pub fn assert_no_cgroup_left(id: &str) {
+    let left: Vec<PathBuf> = cgroup_dirs(id).into_iter().filter(|d| d.exists()).collect();
+    assert_eq!(left, Vec::<PathBuf>::new(), "cgroup directories left");
 }
 
 impl Drop for Setup {
@@ -133,9 +188,9 @@ impl Drop for Setup {
         kill_and_unmount_everything(self.engine.root.path());
         // Give the killed processes a moment to leave their cgroups.
         std::thread::sleep(Duration::from_millis(50));
-        for dir in self.container_dirs() {
-            let id = dir.file_name().unwrap().to_string_lossy().to_string();
-            for cgroup in cgroup_dirs(&id) {
+        self.note_containers();
+        for id in self.seen().iter() {
+            for cgroup in cgroup_dirs(id) {
                 let _ = fs::remove_dir(cgroup);
             }
         }
@@ -161,11 +216,12 @@ pub fn wait_bounded(mut child: Child, limit: Duration) -> Run {
     }
 }
 
-/// Every directory a container's cgroup may have (v2 and v1).
+/// Every directory a container's cgroup may have (v2; v1's controllers,
+/// devices included; a hybrid host's `unified` v2 tree).
 pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     let root = Path::new("/sys/fs/cgroup");
     let mut dirs = vec![root.join("crabbox").join(id)];
-    for controller in ["memory", "pids", "cpu"] {
+    for controller in ["memory", "pids", "cpu", "devices", "unified"] {
         dirs.push(root.join(controller).join("crabbox").join(id));
     }
     dirs

@@ -5,7 +5,9 @@
 
 pub mod containers;
 pub mod faulty;
+pub mod hostile;
 pub mod layers;
+pub mod probes;
 pub mod registry;
 pub mod transcript;
 

@@ -38,6 +38,101 @@ pub const DOCKER_DEFAULT: [(u32, &str); 14] = [
     (31, "CAP_SETFCAP"),
 ];
 
+/// Every capability's name, by number (capabilities(7); 41 in Linux 6.x).
+pub const NAMES: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The bit of capability `name` (`NET_ADMIN`, `cap_net_admin`; `ALL` is
+/// every one), as docker's `--cap-add` and `--cap-drop` take them.
+pub fn mask_of(name: &str) -> Result<u64, ch01_images::error::Error> {
+    let upper = name.to_ascii_uppercase();
+    if upper == "ALL" {
+        return Ok(all_mask());
+    }
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    NAMES
+        .iter()
+        .position(|n| *n == full)
+        .map(|bit| 1u64 << bit)
+        .ok_or_else(|| {
+            ch01_images::error::Error::new(format!(
+                "unknown capability {name:?} — see capabilities(7) for the names (e.g. NET_ADMIN)"
+            ))
+        })
+}
+
+/// Every capability this engine can hand on: the ones in its own bounding
+/// set (`CapBnd` in /proc/self/status; all the kernel knows, unless the
+/// engine itself runs with fewer, as inside another container).
+pub fn all_mask() -> u64 {
+    let everything = (0..=last_cap().min(63)).fold(0, |mask, n| mask | 1 << n);
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(everything);
+    everything & bounding
+}
+
+/// The names of the capabilities in `mask`, shortest form (`CHOWN …`).
+pub fn names_in(mask: u64) -> Vec<&'static str> {
+    NAMES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1 << bit) != 0)
+        .map(|(_, name)| *name)
+        .collect()
+}
+
 /// The default set as a bit mask: what /proc/self/status shows as CapEff
 /// for root in a docker container (00000000a80425fb).
 pub fn default_mask() -> u64 {
@@ -55,12 +150,24 @@ fn last_cap() -> u32 {
 // ANCHOR: drop
 /// Drops every capability outside `keep` (a bit mask) from every set.
 pub fn restrict_to(keep: u64) -> Result<(), String> {
+    let kept = names_in(keep);
+    let what = if keep == default_mask() {
+        "keep only docker's default capabilities"
+    } else {
+        "keep only these capabilities"
+    };
     explain::step(
         &format!(
-            "keep only docker's default capabilities ({}), drop the rest from every set, bounding included",
-            DOCKER_DEFAULT.iter().map(|(_, name)| *name).collect::<Vec<_>>().join(" ")
+            "{what} ({}), drop the rest from every set, bounding included",
+            kept.join(" ")
         ),
-        Some(&format!("capsh --caps='{}+ep' --inh='' -- …   # drops from the bounding set too", DOCKER_DEFAULT.iter().map(|(_, n)| n.to_lowercase()).collect::<Vec<_>>().join(","))),
+        Some(&format!(
+            "capsh --caps='{}+ep' --inh='' -- …   # drops from the bounding set too",
+            kept.iter()
+                .map(|n| n.to_lowercase())
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
     );
     for cap in 0..=last_cap() {
         if keep & (1 << cap) == 0 {
@@ -146,5 +253,8 @@ mod tests {
             format!("{:016x}", super::default_mask()),
             "00000000a80425fb"
         );
+        for (bit, name) in super::DOCKER_DEFAULT {
+            assert_eq!(super::NAMES[bit as usize], name);
+        }
     }
 }

@@ -19,8 +19,12 @@
 //! A "hybrid" host mounts v1 controllers *and* an empty v2 tree at
 //! `/sys/fs/cgroup/unified`; the v2 tree has no controllers there, so v1 is
 //! what limits anything. Each container gets the cgroup `crabbox/<id>`
-//! (docker's is `docker/<id>`), made before it starts and removed with it.
+//! (docker's is `docker/<id>`), made before it starts and removed with it,
+//! even without limits: its devices cgroup decides which device files it
+//! may use (see `device_cgroup`), in the v1 `devices` hierarchy and in the
+//! v2 tree (the `unified` one on a hybrid host).
 
+use crate::security::Security;
 use crate::spec::Resources;
 use ch01_images::error::{Error, Result};
 use ch01_images::explain;
@@ -32,8 +36,11 @@ use std::time::{Duration, Instant};
 /// Where the cgroup filesystems are mounted.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
-/// The controllers crabbox uses.
+/// The controllers crabbox uses for limits.
 const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
+
+/// The v1 controller that limits devices (see `device_cgroup`).
+const DEVICES: &str = "devices";
 
 /// The scheduler period `--cpus` is a fraction of, in microseconds (docker's).
 const CPU_PERIOD: u64 = 100_000;
@@ -58,15 +65,10 @@ pub struct ResourceArgs {
 // ANCHOR_END: args
 
 impl ResourceArgs {
-    /// The limits for container `id`, or `None` when no flag was given.
+    /// The cgroup and limits of container `id`. Always `Some`: every
+    /// container has a cgroup, for its devices if for nothing else (the
+    /// `Option` reads the configs of older containers, made without one).
     pub fn resources(&self, id: &str) -> Result<Option<Resources>> {
-        if self.memory.is_none()
-            && self.memory_swap.is_none()
-            && self.pids_limit.is_none()
-            && self.cpus.is_none()
-        {
-            return Ok(None);
-        }
         let size = |flag: &str, text: &str| {
             parse_bytes(text).map_err(|e| Error::new(format!("invalid {flag} {}", e.message())))
         };
@@ -182,14 +184,32 @@ fn needed(r: &Resources) -> Vec<&'static str> {
     needed
 }
 
+/// The root of the cgroup2 tree: `/sys/fs/cgroup` on a v2 host, the
+/// controller-less `/sys/fs/cgroup/unified` on a hybrid one, or none.
+pub fn unified_root() -> Option<PathBuf> {
+    match detect() {
+        Version::V2 => Some(PathBuf::from(CGROUP_ROOT)),
+        Version::V1 => {
+            let unified = Path::new(CGROUP_ROOT).join("unified");
+            let is_cgroup2 = nix::sys::statfs::statfs(&unified)
+                .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+            is_cgroup2.then_some(unified)
+        }
+    }
+}
+
 /// `echo VALUE > FILE`, narrated.
-fn write(file: &Path, value: &str) -> Result<()> {
+pub(crate) fn write(file: &Path, value: &str) -> Result<()> {
     explain::step(
         &format!(
             "cgroup: set {}",
             file.file_name().unwrap_or_default().to_string_lossy()
         ),
-        Some(&format!("echo {value} > {}", file.display())),
+        Some(&format!(
+            "echo {} > {}",
+            explain::shell_quote(value),
+            file.display()
+        )),
     );
     std::fs::write(file, value).map_err(|e| {
         Error::new(format!(
@@ -199,7 +219,7 @@ fn write(file: &Path, value: &str) -> Result<()> {
     })
 }
 
-fn mkdir(dir: &Path) -> Result<()> {
+pub(crate) fn mkdir(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -217,13 +237,15 @@ fn mkdir(dir: &Path) -> Result<()> {
     })
 }
 
-/// The directories of a cgroup: one on v2, one per controller on v1.
+/// The directories of a cgroup: one on v2; on v1, one per controller
+/// and the one in the hybrid host's `unified` tree.
 fn dirs(version: Version, cgroup: &str) -> Vec<PathBuf> {
     let root = Path::new(CGROUP_ROOT);
     match version {
         Version::V2 => vec![root.join(cgroup)],
         Version::V1 => CONTROLLERS
             .iter()
+            .chain([&DEVICES, &"unified"])
             .map(|c| root.join(c).join(cgroup))
             .filter(|d| d.parent().is_some_and(|p| p.exists()) || d.exists())
             .collect(),
@@ -234,7 +256,12 @@ fn dirs(version: Version, cgroup: &str) -> Vec<PathBuf> {
 fn all_dirs(cgroup: &str) -> Vec<PathBuf> {
     let root = Path::new(CGROUP_ROOT);
     let mut all = vec![root.join(cgroup)];
-    all.extend(CONTROLLERS.iter().map(|c| root.join(c).join(cgroup)));
+    all.extend(
+        CONTROLLERS
+            .iter()
+            .chain([&DEVICES, &"unified"])
+            .map(|c| root.join(c).join(cgroup)),
+    );
     all
 }
 
@@ -263,9 +290,11 @@ pub fn oom_killed(resources: &Resources) -> bool {
 }
 
 // ANCHOR: create
-/// Makes the cgroup and writes the limits, before the container exists.
-pub fn create(resources: &Resources) -> Result<()> {
-    let result = create_inner(resources);
+/// Makes the cgroup, writes the limits and the device rules, before the
+/// container exists.
+pub fn create(resources: &Resources, security: &Security) -> Result<()> {
+    let result = create_inner(resources)
+        .and_then(|()| crate::device_cgroup::apply(&resources.cgroup, security));
     if result.is_err() {
         let _ = remove(resources);
     }
@@ -368,14 +397,38 @@ fn create_inner(r: &Resources) -> Result<()> {
 }
 // ANCHOR_END: create
 
+/// The container's cgroup v2 directory, if it has one: under
+/// `/sys/fs/cgroup` on a v2 host, under `/sys/fs/cgroup/unified` on a
+/// hybrid one. [`crate::process::spawn`] starts the child right in it.
+pub fn v2_dir(resources: &Resources) -> Option<PathBuf> {
+    let dir = unified_root()?.join(&resources.cgroup);
+    dir.is_dir().then_some(dir)
+}
+
 // ANCHOR: add
-/// Puts `pid` (the container's PID 1, still waiting at the gate) into the
-/// cgroup: everything it will start is limited too.
-pub fn add(resources: &Resources, pid: Pid) -> Result<()> {
+/// Puts `pid` (a single-threaded process: the container's PID 1 still
+/// waiting at the gate, or `exec`'s helper) into the cgroup: everything it
+/// will start is limited too. `in_v2`: it was born in the v2 directory
+/// already (`clone3` with `CLONE_INTO_CGROUP`), which is then left alone.
+///
+/// Why not simply `echo PID > cgroup.procs` everywhere? Moving a whole
+/// process takes a kernel-wide lock whose write side waits for every CPU
+/// to pass a quiet point (an RCU grace period): 5 to 15 ms each time, more
+/// than the rest of a container start. A v1 hierarchy's `tasks` file moves
+/// one thread without that lock, and a single-threaded process is one
+/// thread; v2 has no such file, hence `CLONE_INTO_CGROUP`.
+pub fn add(resources: &Resources, pid: Pid, in_v2: bool) -> Result<()> {
+    let v2 = v2_dir(resources);
     for dir in dirs(detect(), &resources.cgroup) {
-        if dir.is_dir() {
-            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        if !dir.is_dir() || (in_v2 && Some(&dir) == v2.as_ref()) {
+            continue;
         }
+        let file = if dir.join("tasks").exists() {
+            "tasks"
+        } else {
+            "cgroup.procs"
+        };
+        write(&dir.join(file), &pid.to_string())?;
     }
     Ok(())
 }
@@ -441,8 +494,10 @@ mod tests {
     }
 
     #[test]
-    fn no_flag_no_cgroup() {
-        assert_eq!(ResourceArgs::default().resources("abc").unwrap(), None);
+    fn every_container_gets_a_cgroup() {
+        let plain = ResourceArgs::default().resources("abc").unwrap().unwrap();
+        assert_eq!(plain.cgroup, "crabbox/abc");
+        assert_eq!((plain.memory, plain.pids, plain.cpus), (None, None, None));
         let args = ResourceArgs {
             pids_limit: Some(20),
             ..Default::default()

@@ -147,6 +147,8 @@ pub struct RunArgs {
     pub terminal: crate::pty::TerminalArgs,
     #[command(flatten)]
     pub resources: crate::cgroups::ResourceArgs,
+    #[command(flatten)]
+    pub security: crate::security::SecurityArgs,
     /// The signal `stop` sends first (default: the image's STOPSIGNAL, else SIGTERM)
     #[arg(long, value_name = "SIGNAL")]
     pub stop_signal: Option<String>,
@@ -218,12 +220,14 @@ pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32>
             logs::logs(&globals.root, &container, follow)?;
             Ok(0)
         }
-        RunCommand::Stop { time, containers } => Ok(each("stop", &containers, |name| {
-            stop::stop(&globals.root, name, time)
-        })),
+        RunCommand::Stop { time, containers } => {
+            Ok(each_in_parallel("stop", &containers, |name| {
+                stop::stop(&globals.root, name, time)
+            }))
+        }
         RunCommand::Kill { signal, containers } => {
             let signal = stop::parse_signal(&signal)?;
-            Ok(each("kill", &containers, |name| {
+            Ok(each_in_parallel("kill", &containers, |name| {
                 stop::kill(&globals.root, name, signal)
             }))
         }
@@ -244,7 +248,7 @@ pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32>
                 start_detached(globals, name)
             }))
         }
-        RunCommand::Rm { force, containers } => Ok(each("rm", &containers, |name| {
+        RunCommand::Rm { force, containers } => Ok(each_in_parallel("rm", &containers, |name| {
             remove::remove(&globals.root, name, force)
         })),
         RunCommand::Prune { force: _ } => remove::prune(&globals.root),
@@ -309,6 +313,11 @@ fn create(args: RunArgs, globals: &GlobalArgs) -> Result<Container> {
     if let Some(signal) = &args.stop_signal {
         stop::parse_signal(signal)?;
     }
+    // Checked before the image is pulled: a refused run makes nothing.
+    if let Some(hostname) = &args.hostname {
+        lifecycle::check_hostname(hostname)?;
+    }
+    let security = args.security.security()?;
     let store = globals.store()?;
     // Pulling uses threads; they are all joined when it returns, before
     // any namespace work (which needs a single-threaded process).
@@ -327,6 +336,7 @@ fn create(args: RunArgs, globals: &GlobalArgs) -> Result<Container> {
         tty: args.terminal.tty,
         init: args.terminal.init,
         resources: args.resources,
+        security,
         auto_remove: args.rm,
         detach: args.detach,
         stop_signal: args.stop_signal,
@@ -370,8 +380,16 @@ fn start_attached(globals: &GlobalArgs, name: &str, stdin: bool) -> Result<i32> 
 /// find image … locally"). Pull messages go to stderr: stdout is the
 /// container's alone.
 fn image_or_pull(globals: &GlobalArgs, store: &Store, name: &str) -> Result<Image> {
-    if let Some(image) = store.find(name)? {
-        return Ok(image);
+    match store.find(name) {
+        Ok(Some(image)) => return Ok(image),
+        Ok(None) => {}
+        // `rmi -f` of it right now: its blobs went after its name was read.
+        Err(e) => {
+            return Err(match store.find(name) {
+                Ok(None) => lifecycle::image_removed(name),
+                _ => e,
+            })
+        }
     }
     let reference = Reference::parse(name)?;
     eprintln!("Unable to find image '{}' locally", reference.familiar());
@@ -405,14 +423,65 @@ fn with_stdout_on_stderr<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
 fn each(command: &str, names: &[String], mut action: impl FnMut(&str) -> Result<()>) -> i32 {
     let mut code = 0;
     for name in names {
-        match action(name) {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                eprintln!("{command}: {e}");
-                code = 1;
-            }
+        code = code.max(report(command, name, action(name)));
+    }
+    code
+}
+
+/// The name as typed when it worked, one error line when not; 1 if not.
+fn report(command: &str, name: &str, result: Result<()>) -> i32 {
+    match result {
+        Ok(()) => {
+            println!("{name}");
+            0
+        }
+        Err(e) => {
+            eprintln!("{command}: {e}");
+            1
         }
     }
+}
+
+/// At most this many containers are handled at once (docker's CLI too
+/// bounds its parallel operations).
+const PARALLEL: usize = 50;
+
+/// [`each`], with the containers handled at the same time, as docker's
+/// `stop`, `kill` and `rm` do: ten containers that ignore SIGTERM stop in
+/// one grace period, not ten. Threads are fine here: these commands only
+/// signal, wait and delete; none forks into namespaces (`start` does, so
+/// it goes one by one). The output is still in the order typed: a result
+/// is printed once every name before it has been.
+fn each_in_parallel(
+    command: &str,
+    names: &[String],
+    action: impl Fn(&str) -> Result<()> + Sync,
+) -> i32 {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (done, results) = std::sync::mpsc::channel();
+    let mut code = 0;
+    std::thread::scope(|scope| {
+        for _ in 0..names.len().min(PARALLEL) {
+            let (done, next, action) = (done.clone(), &next, &action);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(name) = names.get(i) else { break };
+                if done.send((i, action(name))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(done);
+        let mut pending: Vec<Option<Result<()>>> = names.iter().map(|_| None).collect();
+        let mut printed = 0;
+        for (i, result) in results {
+            pending[i] = Some(result);
+            while let Some(result) = pending.get_mut(printed).and_then(Option::take) {
+                code = code.max(report(command, &names[printed], result));
+                printed += 1;
+            }
+        }
+    });
     code
 }
 // ANCHOR_END: container_commands

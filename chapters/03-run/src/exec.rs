@@ -95,13 +95,19 @@ pub fn exec(found: &Found, options: &ExecOptions, args: &[String]) -> Result<i32
     if !lifecycle::alive(Some(pid), state.pid_start) {
         return Err(not_running());
     }
+    // Compiled here, on the host, where the cache is (see `seccomp`).
+    let seccomp = crate::seccomp::prepare(&found.config.spec.security).map_err(Error::new)?;
     let (report_read, report_write) = process::pipe()?;
     // SAFETY: single-threaded (checked above).
     match unsafe { fork() }.map_err(|e| Error::new(format!("fork: {e}")))? {
         ForkResult::Child => {
+            // M joins the container's namespaces: non-dumpable from here
+            // to G's exec (see `process`, CVE-2019-5736); G inherits it.
+            // SAFETY: prctl with integer arguments.
+            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
             drop(report_read);
             let mut report = File::from(report_write);
-            let Failure(code, message) = match enter(found, options, args, namespaces) {
+            let Failure(code, message) = match enter(found, options, args, namespaces, &seccomp) {
                 Ok(code) => unsafe { libc::_exit(code) },
                 Err(failure) => failure,
             };
@@ -136,11 +142,12 @@ fn enter(
     options: &ExecOptions,
     args: &[String],
     namespaces: Vec<(OwnedFd, CloneFlags)>,
+    seccomp: &crate::seccomp::Prepared,
 ) -> Result<i32, Failure> {
     let fail = |what: &str, e: nix::errno::Errno| Failure(126, format!("{what}: {e}"));
     // The container's limits apply to exec'd commands too.
     if let Some(resources) = &found.config.spec.resources {
-        crate::cgroups::add(resources, nix::unistd::getpid())
+        crate::cgroups::add(resources, nix::unistd::getpid(), false)
             .map_err(|e| Failure(126, e.message().to_string()))?;
     }
     for (fd, flag) in &namespaces {
@@ -175,7 +182,7 @@ fn enter(
                 nix::unistd::setsid().map_err(|e| fail("setsid", e))?;
                 crate::pty::make_controlling(slave).map_err(|m| Failure(126, m))?;
             }
-            match become_command(found, options, args) {
+            match become_command(found, options, args, seccomp) {
                 Ok(never) => match never {},
                 Err(failure) => Err(failure),
             }
@@ -202,6 +209,7 @@ fn become_command(
     found: &Found,
     options: &ExecOptions,
     args: &[String],
+    seccomp: &crate::seccomp::Prepared,
 ) -> Result<std::convert::Infallible, Failure> {
     let spec = &found.config.spec.process;
     let setup = |m: String| Failure(126, m);
@@ -227,7 +235,7 @@ fn become_command(
     if !options.stdin && !options.tty {
         process::redirect_stdin_from_null().map_err(setup)?;
     }
-    capabilities::restrict_to(capabilities::default_mask()).map_err(setup)?;
+    capabilities::restrict_to(found.config.spec.security.capabilities).map_err(setup)?;
     let groups: Vec<nix::unistd::Gid> = ids
         .groups
         .iter()
@@ -242,5 +250,7 @@ fn become_command(
     let program = process::find_executable(&args[0], &env)?;
     process::close_inherited_fds();
     process::reset_signals();
+    // Last: the container's own seccomp filter, as for its PID 1.
+    crate::seccomp::install(seccomp).map_err(setup)?;
     process::exec(&program, args, &env)
 }

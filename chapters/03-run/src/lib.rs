@@ -10,8 +10,13 @@
 //! 3. [`mounts`], [`devices`] and [`pivot`]: its filesystem, /proc, /dev,
 //!    and `pivot_root` into the image's tree;
 //! 4. [`capabilities`] and [`user`]: root, cut down; or another user;
+//!    [`seccomp_profile`]: which system calls it may make (docker's
+//!    default profile, as data), and [`seccomp`]: that profile compiled
+//!    to a BPF filter, loaded last before `execve`;
 //! 5. [`process`]: clone, the gate, exec, signals (extension point: `Hooks`);
-//!    [`cgroups`]: resource limits; [`init`]: a tiny PID 1; [`pty`]: `-t`;
+//!    [`cgroups`]: resource limits; [`device_cgroup`]: which device files
+//!    it may use, as v1 rules or as the eBPF program of [`device_bpf`];
+//!    [`init`]: a tiny PID 1; [`pty`]: `-t`;
 //! 6. [`lifecycle`]: create, start, wait, delete, with state on disk
 //!    ([`names`]: docker-style names for unnamed containers);
 //!    [`monitor`]: `run -d`; [`logs`], [`ps`], [`stop`], [`remove`],
@@ -22,6 +27,8 @@
 pub mod capabilities;
 pub mod cgroups;
 pub mod cli;
+pub mod device_bpf;
+pub mod device_cgroup;
 pub mod devices;
 pub mod exec;
 pub mod init;
@@ -37,6 +44,9 @@ pub mod process;
 pub mod ps;
 pub mod pty;
 pub mod remove;
+pub mod seccomp;
+pub mod seccomp_profile;
+pub mod security;
 pub mod spec;
 pub mod stop;
 pub mod user;

@@ -32,6 +32,8 @@ enum Command {
 // ANCHOR_END: command
 
 fn main() {
+    // The container's `--init` is this binary too (see `init`).
+    ch03_run::init::main_if_init();
     let args: Cli = images_cli::parse_args();
     args.globals.apply();
     match args.command {

@@ -11,11 +11,16 @@ use ch02_layers::contain;
 use nix::mount::{mount, MsFlags};
 use std::path::Path;
 
+// ANCHOR: masked
 /// Paths docker hides from containers: they leak host details (kernel
-/// memory, keys, timers) or offer dangerous knobs.
-pub const MASKED_PATHS: [&str; 11] = [
+/// memory, keys, timers) or offer dangerous knobs. `/proc/interrupts` and
+/// each CPU's `thermal_throttle` counters (see [`masked_paths`]) are the
+/// newest (docker 28): interrupt and throttling counts that move with what
+/// *other* processes do are a side channel between containers.
+pub const MASKED_PATHS: [&str; 12] = [
     "/proc/asound",
     "/proc/acpi",
+    "/proc/interrupts",
     "/proc/kcore",
     "/proc/keys",
     "/proc/latency_stats",
@@ -26,6 +31,29 @@ pub const MASKED_PATHS: [&str; 11] = [
     "/sys/firmware",
     "/sys/devices/virtual/powercap",
 ];
+
+/// Every path to mask on this machine: [`MASKED_PATHS`] and one
+/// `thermal_throttle` directory per CPU (as many as the host has).
+pub fn masked_paths() -> Vec<String> {
+    let mut paths: Vec<String> = MASKED_PATHS.iter().map(|p| p.to_string()).collect();
+    let cpus = std::fs::read_dir("/sys/devices/system/cpu")
+        .into_iter()
+        .flatten()
+        .flatten();
+    let mut throttles: Vec<String> = cpus
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.strip_prefix("cpu")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|e| format!("{}/thermal_throttle", e.path().display()))
+        .collect();
+    throttles.sort();
+    paths.extend(throttles);
+    paths
+}
+// ANCHOR_END: masked
 
 /// Paths docker leaves readable but not writable: kernel settings for the
 /// whole machine (/proc/sys), the magic SysRq key, interrupts, buses.
@@ -158,10 +186,14 @@ pub fn apply(rootfs: &Path, m: &Mount) -> Result<(), String> {
 /// kernel does not have are skipped.
 pub fn mask_and_protect() -> Result<(), String> {
     explain::step(
-        &format!("hide {}", MASKED_PATHS.join(" ")),
+        &format!(
+            "hide {} and each CPU's thermal_throttle",
+            MASKED_PATHS.join(" ")
+        ),
         Some("mount --bind /dev/null /proc/kcore   # and so on; directories get an empty read-only tmpfs"),
     );
-    for path in MASKED_PATHS {
+    for path in masked_paths() {
+        let path = path.as_str();
         let Ok(meta) = std::fs::metadata(path) else {
             continue;
         };

@@ -145,6 +145,8 @@ fn spawn_gated(spec: &ContainerSpec, hooks: &mut dyn Hooks) -> Result<Pid> {
         ));
     }
     let flags = namespaces::clone_flags(&spec.namespaces)?;
+    // Compiled here, on the host, where the cache is (see `seccomp`).
+    let seccomp = crate::seccomp::prepare(&spec.security).map_err(Error::new)?;
     let (sync_read, sync_write) = pipe()?;
     let (report_read, report_write) = pipe()?;
     // If whoever started us ignores SIGCHLD, the kernel would reap the
@@ -161,7 +163,7 @@ fn spawn_gated(spec: &ContainerSpec, hooks: &mut dyn Hooks) -> Result<Pid> {
         Some(&namespaces::unshare_command(&spec.namespaces)),
     );
     if let Some(resources) = &spec.resources {
-        crate::cgroups::create(resources)?;
+        crate::cgroups::create(resources, &spec.security)?;
     }
     // -t: the container sends its terminal's master back on this socket.
     let tty_sockets = if spec.process.tty {
@@ -180,18 +182,54 @@ fn spawn_gated(spec: &ContainerSpec, hooks: &mut dyn Hooks) -> Result<Pid> {
         report_read.as_raw_fd(),
         tty_sockets.as_ref().map(|(parent, _)| parent.as_raw_fd()),
     );
-    let callback = Box::new(|| child_main(spec, child_fds, parent_fds));
-    // SAFETY: the process is single-threaded (checked above), and without
-    // CLONE_VM the child gets its own copy of memory, as with fork.
-    let pid = unsafe { nix::sched::clone(callback, &mut stack, flags, Some(libc::SIGCHLD)) }
-        .map_err(|e| {
-            let hint = if e == nix::errno::Errno::EPERM {
-                " — creating namespaces needs root (sudo)"
-            } else {
-                ""
-            };
-            Error::new(format!("clone with new namespaces: {e}{hint}"))
-        })?;
+    // Born in its cgroup v2 directory when there is one (see `cgroups::add`).
+    let cgroup_v2 = spec
+        .resources
+        .as_ref()
+        .and_then(crate::cgroups::v2_dir)
+        .and_then(|dir| std::fs::File::open(dir).ok());
+    let born = match &cgroup_v2 {
+        Some(dir) => clone_into_cgroup(flags, dir.as_raw_fd()),
+        None => None,
+    };
+    let in_v2 = matches!(born, Some(Ok(_)));
+    if let (Some(Ok(ForkedAs::Parent(pid))), Some(dir)) = (
+        &born,
+        spec.resources.as_ref().and_then(crate::cgroups::v2_dir),
+    ) {
+        explain::step(
+            "it is born in its cgroup v2 directory (clone3 with CLONE_INTO_CGROUP): nothing has to move it there",
+            Some(&format!(
+                "echo {pid} > {}/cgroup.procs   # the same result, but slower: see cgroups::add",
+                dir.display()
+            )),
+        );
+    }
+    let pid = match born {
+        Some(Ok(ForkedAs::Child)) => {
+            let code = child_main(spec, &seccomp, child_fds, parent_fds);
+            // SAFETY: the child ends here; child_main only returns on failure.
+            unsafe { libc::_exit(code as i32) }
+        }
+        Some(Ok(ForkedAs::Parent(pid))) => Ok(pid),
+        Some(Err(e)) => Err(e),
+        None => {
+            let callback = Box::new(|| child_main(spec, &seccomp, child_fds, parent_fds));
+            // SAFETY: the process is single-threaded (checked above), and
+            // without CLONE_VM the child gets its own copy of memory, as
+            // with fork.
+            unsafe { nix::sched::clone(callback, &mut stack, flags, Some(libc::SIGCHLD)) }
+        }
+    }
+    .map_err(|e| {
+        let hint = if e == nix::errno::Errno::EPERM {
+            " — creating namespaces needs root (sudo)"
+        } else {
+            ""
+        };
+        Error::new(format!("clone with new namespaces: {e}{hint}"))
+    })?;
+    drop(cgroup_v2);
     // The child's ends belong to the child now.
     drop(sync_read);
     drop(report_write);
@@ -200,7 +238,7 @@ fn spawn_gated(spec: &ContainerSpec, hooks: &mut dyn Hooks) -> Result<Pid> {
     // Into the cgroup while it still waits at the gate: nothing it runs
     // escapes the limits.
     let in_cgroup = match &spec.resources {
-        Some(resources) => crate::cgroups::add(resources, pid),
+        Some(resources) => crate::cgroups::add(resources, pid, in_v2),
         None => Ok(()),
     };
     if let Err(e) = in_cgroup.and_then(|()| hooks.after_create(pid)) {
@@ -233,6 +271,68 @@ fn spawn_gated(spec: &ContainerSpec, hooks: &mut dyn Hooks) -> Result<Pid> {
     Err(Error::new(message.to_string()).with_exit_code(code.parse().unwrap_or(125)))
 }
 // ANCHOR_END: spawn
+
+/// Which side of a fork-like clone we are on.
+enum ForkedAs {
+    Parent(Pid),
+    Child,
+}
+
+// ANCHOR: clone3
+/// `clone3(2)` like a fork (no new stack: the child continues on a copy of
+/// ours), with the namespace `flags`, and `CLONE_INTO_CGROUP`: the child is
+/// born in the cgroup v2 directory `cgroup_fd`, so nothing needs to move
+/// it there afterwards (see `cgroups::add` for why that matters).
+/// `None` when this kernel or a seccomp filter around us has no `clone3`
+/// (inside a docker container it fails with ENOSYS): the caller falls
+/// back to `clone`.
+fn clone_into_cgroup(
+    flags: nix::sched::CloneFlags,
+    cgroup_fd: RawFd,
+) -> Option<nix::Result<ForkedAs>> {
+    /// The kernel's `struct clone_args` (linux/sched.h), up to `cgroup`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let args = CloneArgs {
+        flags: flags.bits() as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup_fd as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: the process is single-threaded (checked by the caller); the
+    // arguments are the kernel's layout, with no stack: as with fork, the
+    // child runs on its own copy of our memory.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match result {
+        0 => Some(Ok(ForkedAs::Child)),
+        pid if pid > 0 => Some(Ok(ForkedAs::Parent(Pid::from_raw(pid as i32)))),
+        _ => match nix::errno::Errno::last() {
+            nix::errno::Errno::ENOSYS => None,
+            e => Some(Err(e)),
+        },
+    }
+}
+// ANCHOR_END: clone3
 
 // ANCHOR: wait
 /// Waits for the container's PID 1 to exit, forwarding the signals `run`
@@ -288,6 +388,7 @@ impl From<String> for Failure {
 /// on failure reports through the report pipe and exits.
 fn child_main(
     spec: &ContainerSpec,
+    seccomp: &crate::seccomp::Prepared,
     (sync_read, report_write, tty_socket): (RawFd, RawFd, Option<RawFd>),
     parent_fds: (RawFd, RawFd, Option<RawFd>),
 ) -> isize {
@@ -300,29 +401,59 @@ fn child_main(
             libc::close(fd);
         }
     }
+    // ANCHOR: dumpable
+    // From its first instruction to its `execve`, this process is the
+    // engine's binary running inside the container's PID namespace: a
+    // process of the container could open /proc/1/exe (the engine binary
+    // on the host) or read our memory. Non-dumpable, /proc/PID/* belongs
+    // to root of the host's user namespace and ptrace is refused (runc's
+    // CVE-2019-5736). `execve` of the image's command resets it.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // ANCHOR_END: dumpable
+    // Set before the gate: if `run` is killed from here on, the kernel
+    // kills us too (and if it died before this line, the gate's pipe is
+    // closed and the read below ends the child).
+    if spec.process.die_with_parent {
+        let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    }
     let mut gate = [0u8; 2];
     // SAFETY: reading into a buffer we own.
     if unsafe { libc::read(sync_read, gate.as_mut_ptr().cast(), gate.len()) } <= 0 {
         // The parent went away (or a hook failed) before opening the gate.
         unsafe { libc::_exit(125) };
     }
-    let Failure(code, message) = match setup_and_exec(spec, tty_socket) {
-        Ok(never) => match never {},
-        Err(failure) => failure,
+    // --init: the init is a fresh exec of a sealed copy (see `init`).
+    let Failure(code, message) = if spec.process.init {
+        crate::init::reexec(spec, tty_socket, report_write)
+    } else {
+        match setup_and_exec(spec, tty_socket, report_write, seccomp) {
+            Ok(never) => match never {},
+            Err(failure) => failure,
+        }
     };
+    report_failure(report_write, code, &message)
+}
+
+/// Writes why the container could not start on the report pipe, and ends
+/// the process with that exit code.
+pub(crate) fn report_failure(report_write: RawFd, code: i32, message: &str) -> ! {
     // SAFETY: report_write is ours; the parent owns the other end.
     let mut report = unsafe { std::fs::File::from_raw_fd(report_write) };
     let _ = write!(report, "{code}\n{message}");
     drop(report);
+    // SAFETY: ending this process; the report is written.
     unsafe { libc::_exit(code) }
 }
 
 // ANCHOR: setup
 /// Everything the container's PID 1 does before it becomes the command,
 /// in this order.
-fn setup_and_exec(
+pub(crate) fn setup_and_exec(
     spec: &ContainerSpec,
     tty_socket: Option<RawFd>,
+    report_write: RawFd,
+    seccomp: &crate::seccomp::Prepared,
 ) -> Result<std::convert::Infallible, Failure> {
     // Our own session: the terminal's Ctrl-C goes to `run`, which forwards it.
     let _ = nix::unistd::setsid();
@@ -331,6 +462,7 @@ fn setup_and_exec(
         mounts::apply(&spec.rootfs, m)?;
     }
     devices::populate(&spec.rootfs.join("dev"))?;
+    devices::add_given(&spec.rootfs.join("dev"), &spec.security.devices)?;
     let terminal = match tty_socket {
         Some(socket) => Some(crate::pty::open_in_container(&spec.rootfs, socket)?),
         None => None,
@@ -350,7 +482,11 @@ fn setup_and_exec(
         nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("sethostname: {e}"))?;
     }
     pivot::pivot_root(&spec.rootfs)?;
-    mounts::mask_and_protect()?;
+    if spec.security.privileged {
+        explain::step("--privileged: no masked or read-only /proc paths", None);
+    } else {
+        mounts::mask_and_protect()?;
+    }
     if let Some(slave) = terminal {
         crate::pty::make_controlling(slave)?;
     }
@@ -368,7 +504,7 @@ fn setup_and_exec(
         redirect_stdin_from_null()?;
     }
 
-    capabilities::restrict_to(capabilities::default_mask())?;
+    capabilities::restrict_to(spec.security.capabilities)?;
     explain::step(
         &format!(
             "become uid {} gid {} (groups {:?})",
@@ -397,7 +533,8 @@ fn setup_and_exec(
     // ANCHOR: pdeathsig
     // A foreground `run` is the only process that would ever wait for this
     // container: if it dies, even by SIGKILL, the kernel kills PID 1 too,
-    // and with it the whole PID namespace. Set after setuid, which clears
+    // and with it the whole PID namespace. Set at the child's first
+    // instruction, and again here because setuid to another user clears
     // it; kept across exec.
     if process.die_with_parent {
         explain::step(
@@ -406,10 +543,19 @@ fn setup_and_exec(
         );
         nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
             .map_err(|e| format!("prctl(PR_SET_PDEATHSIG): {e}"))?;
+        // Did `run` die between setuid and the line above? Then nobody
+        // reads the report pipe any more: its write end shows POLLERR.
+        if parent_is_gone(report_write) {
+            // SAFETY: ending this process before it runs anything.
+            unsafe { libc::_exit(125) };
+        }
     }
     // ANCHOR_END: pdeathsig
+    // Last of the walls: from here on, only the system calls the profile
+    // allows, for the command and for `--init`'s PID 1 alike.
+    crate::seccomp::install(seccomp).map_err(Failure::from)?;
     if process.init {
-        crate::init::fork_init(&process.args)?;
+        crate::init::fork_init()?;
     }
 
     let program = find_executable(&process.args[0], &env)?;
@@ -482,6 +628,19 @@ fn join_ids(ids: &[u32]) -> String {
         .map(|g| g.to_string())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Has the reader of pipe `write_end` gone (the engine process that
+/// started us died)? A pipe's write end polls POLLERR without a reader.
+fn parent_is_gone(write_end: RawFd) -> bool {
+    let mut poll = libc::pollfd {
+        fd: write_end,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one pollfd we own, no wait.
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready > 0 && poll.revents & libc::POLLERR != 0
 }
 
 pub(crate) fn redirect_stdin_from_null() -> Result<(), String> {

@@ -34,11 +34,16 @@ pub struct ContainerSpec {
     pub namespaces: Vec<String>,
     /// Mounts made inside the new mount namespace, in order (see module doc).
     pub mounts: Vec<Mount>,
-    /// Resource limits (`--memory`, `--pids-limit`, `--cpus`), enforced by a
-    /// cgroup the engine makes before the container starts (see `cgroups`).
-    /// `None`: no limits, and no cgroup of its own.
+    /// The container's cgroup and its resource limits (`--memory`,
+    /// `--pids-limit`, `--cpus`), made before the container starts (see
+    /// `cgroups`); its device rules come from `security`. Always there for
+    /// a new container: `None` only in the config of a container made
+    /// before every container had a cgroup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// Capabilities, devices, seccomp, `--privileged` (see `security`).
+    #[serde(default)]
+    pub security: crate::security::Security,
 }
 
 /// Limits on what the container may use, and the cgroup that applies them.
