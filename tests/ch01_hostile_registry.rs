@@ -1,4 +1,4 @@
-//! Chapter 01 against a hostile registry (issue 8): what a registry can
+//! Chapter 01 against a hostile registry: what a registry can
 //! send to hurt a client, and what `ch01-images` does about it. Each test
 //! is an attack that must fail cleanly: one line on stderr, exit 125,
 //! nothing half-written in the store, and the store still usable after.
@@ -454,4 +454,9 @@ fn garbage_collection_survives_a_damaged_store() {
     let out = engine.run(BIN, &["images"]);
     assert!(!out.ok().contains("busybox"), "{}", out.stdout);
     assert!(out.stderr.contains("skipping image"), "{}", out.stderr);
+    // And `rmi` of the damaged image by its name works: the name goes,
+    // and everything it alone reached is collected.
+    let out = engine.run(BIN, &["rmi", &busybox_ref]);
+    assert!(out.ok().contains("Untagged"), "{}", out.stdout);
+    assert_eq!(blobs(&engine), Vec::<String>::new());
 }

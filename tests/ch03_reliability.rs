@@ -1,4 +1,4 @@
-//! Chapter 03's reliability (issue 8), docker's behaviour as the
+//! Chapter 03's reliability, docker's behaviour as the
 //! reference: what the engine does when it is killed halfway, when the
 //! disk is full, when an image vanishes under a `run`, when it is given a
 //! bad host name or a file as its root, and how long stopping many

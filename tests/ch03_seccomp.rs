@@ -1,4 +1,4 @@
-//! Chapter 03 end to end, the seccomp filter (issue 8, escape 4): the
+//! Chapter 03 end to end, the seccomp filter: the
 //! system calls docker's default profile denies are denied in a container
 //! (and in `exec`), what a program needs still works, and docker's
 //! opt-outs (`seccomp=unconfined`, `seccomp=FILE`) change that as in

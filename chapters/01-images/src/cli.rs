@@ -356,7 +356,10 @@ pub fn inspect_json(store: &Store, image: &Image) -> serde_json::Value {
 /// `rmi`: remove the name (or, given an ID, every name of that image), then
 /// every blob that no remaining name reaches.
 pub fn remove_image(store: &Store, name: &str, force: bool) -> Result<()> {
-    let image = store.get(name)?;
+    let image = match store.get(name) {
+        Ok(image) => image,
+        Err(e) => return remove_damaged_image(store, name, e),
+    };
     let named_exactly = Reference::parse(name).is_ok_and(|r| r.store_name() == image.name);
     let names: Vec<Image> = if named_exactly {
         vec![image.clone()]
@@ -385,6 +388,19 @@ pub fn remove_image(store: &Store, name: &str, force: bool) -> Result<()> {
     if deleted.contains(image.id()) {
         println!("Deleted: {}", image.id());
     }
+    Ok(())
+}
+
+/// `rmi` of a name whose image cannot be read (its manifest or config is
+/// damaged): the name still goes, and garbage collection takes what only
+/// it reached. Without this, a damaged image could never be removed.
+fn remove_damaged_image(store: &Store, name: &str, why: Error) -> Result<()> {
+    let stored = Reference::parse(name).map_or(name.to_string(), |r| r.store_name());
+    if store.remove_ref(&stored)?.is_none() {
+        return Err(why);
+    }
+    println!("Untagged: {name}");
+    store.garbage_collect()?;
     Ok(())
 }
 

@@ -280,7 +280,7 @@ mod tests {
         assert!(err.message().contains("schema 1"));
     }
 
-    /// The poisoned index of issue 8: an entry that says "index" but whose
+    /// The poisoned index: an entry that says "index" but whose
     /// document is a manifest must be refused, not stored as an index.
     #[test]
     fn refuses_a_document_whose_type_disagrees_with_its_descriptor() {

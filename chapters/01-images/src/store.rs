@@ -404,7 +404,7 @@ impl Store {
     ///
     /// It never fails as a whole because of one damaged object: a document
     /// that cannot be read, or is not what its descriptor says (the
-    /// poisoned index of issue 8), is reported on stderr and skipped, and
+    /// poisoned index), is reported on stderr and skipped, and
     /// the rest is collected. Failing instead would make every later `rmi`
     /// fail too, and the store would only ever grow.
     pub fn garbage_collect(&self) -> Result<Vec<Digest>> {
