@@ -14,15 +14,21 @@
 //! Everything the tar says is kept: owners, modes (setuid included), mtimes,
 //! xattrs, hardlinks, symlinks, device nodes. Every path goes through
 //! [`crate::contain`], so nothing lands outside the directory.
+//!
+//! Fast where it is free: each entry is created first and asked about only
+//! if that fails (a name already taken is the exception, not the rule), its
+//! parent directory is usually one the [`Resolver`] already knows, and file
+//! contents are written in large pieces. A layer of 5,000 files then costs
+//! the kernel about what `tar -x` costs it.
 
-use crate::contain::{entry_components, resolve_in_root};
+use crate::contain::{entry_components, Resolver};
 use crate::whiteout::{classify, Marker, OVERLAY_OPAQUE_XATTR};
 use ch01_images::error::{Error, Result};
 use ch01_images::explain;
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -41,15 +47,25 @@ pub struct Applied {
     pub opaque_dirs: u64,
 }
 
+/// File contents are copied through a buffer this large.
+const COPY_BUFFER: usize = 1 << 20;
+
 // ANCHOR: apply_layer
-/// Applies one uncompressed layer tar to `root`.
+/// Applies one uncompressed layer tar to `root`. (To unpack a layer blob of
+/// the store, [`crate::pipeline::apply_layer_blob`] decompresses it in a
+/// second thread and feeds it to this function.)
 pub fn apply_layer(tar_stream: impl Read, root: &Path, mode: Mode) -> Result<Applied> {
     let mut archive = tar::Archive::new(tar_stream);
     let mut applied = Applied::default();
+    // Every path is resolved inside `root`; it remembers the directories
+    // it has seen, and forgets them when this unpack removes them.
+    let mut resolver = Resolver::new(root);
     // What this layer wrote: its own whiteouts never hide it.
     let mut written = Written::default();
     // Directory times are set last: adding a child changes them.
     let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
+    // File contents go through this buffer: one write per MiB, not per 8 KiB.
+    let mut buffer = vec![0u8; COPY_BUFFER];
     let entries = archive.entries().map_err(|e| bad_tar(&e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| bad_tar(&e))?;
@@ -58,7 +74,7 @@ pub fn apply_layer(tar_stream: impl Read, root: &Path, mode: Mode) -> Result<App
         let Some(file_name) = parts.last().map(|p| p.to_string_lossy().into_owned()) else {
             continue; // the entry for "./" itself
         };
-        let parent = resolve_in_root(root, &parts[..parts.len() - 1], true)?;
+        let parent = resolver.resolve(&parts[..parts.len() - 1], true)?;
         match classify(&file_name)? {
             Marker::AufsMeta => continue,
             Marker::Whiteout(victim) => {
@@ -76,22 +92,22 @@ pub fn apply_layer(tar_stream: impl Read, root: &Path, mode: Mode) -> Result<App
                         set_xattr(&victim_path, OVERLAY_OPAQUE_XATTR, b"y")?
                     }
                     Mode::Flat if own_entries_inside => {
-                        remove_lower_entries(&victim_path, &written)?
+                        remove_lower_entries(&victim_path, &written, &mut resolver)?
                     }
                     Mode::Overlay => {
-                        fs::create_dir_all(&parent).map_err(|e| io_err("creating", &parent, e))?;
-                        make_overlay_whiteout(&victim_path)?
+                        resolver.make_dirs(&parent)?;
+                        make_overlay_whiteout(&victim_path, &mut resolver)?
                     }
-                    Mode::Flat => remove_any(&victim_path)?,
+                    Mode::Flat => remove_entry(&victim_path, &mut resolver)?,
                 }
                 continue;
             }
             Marker::Opaque => {
                 applied.opaque_dirs += 1;
-                fs::create_dir_all(&parent).map_err(|e| io_err("creating", &parent, e))?;
+                resolver.make_dirs(&parent)?;
                 match mode {
                     Mode::Overlay => set_xattr(&parent, OVERLAY_OPAQUE_XATTR, b"y")?,
-                    Mode::Flat => remove_lower_entries(&parent, &written)?,
+                    Mode::Flat => remove_lower_entries(&parent, &written, &mut resolver)?,
                 }
                 explain::step(
                     &format!(
@@ -111,9 +127,15 @@ pub fn apply_layer(tar_stream: impl Read, root: &Path, mode: Mode) -> Result<App
             }
             Marker::None => {}
         }
-        fs::create_dir_all(&parent).map_err(|e| io_err("creating", &parent, e))?;
+        resolver.make_dirs(&parent)?;
         let path = parent.join(&file_name);
-        write_entry(&mut entry, root, &path, &mut dir_times)?;
+        write_entry(
+            &mut entry,
+            &mut resolver,
+            &path,
+            &mut dir_times,
+            &mut buffer,
+        )?;
         written.insert(path);
         applied.entries += 1;
     }
@@ -131,36 +153,41 @@ pub fn apply_layer(tar_stream: impl Read, root: &Path, mode: Mode) -> Result<App
 /// mode, xattrs and mtime the tar says.
 fn write_entry<R: Read>(
     entry: &mut tar::Entry<R>,
-    root: &Path,
+    resolver: &mut Resolver,
     path: &Path,
     dir_times: &mut Vec<(PathBuf, i64)>,
+    buffer: &mut [u8],
 ) -> Result<()> {
     let header = entry.header().clone();
     let kind = header.entry_type();
     let mode = header.mode().map_err(|e| bad_tar(&e))?;
     let mtime = header.mtime().map_err(|e| bad_tar(&e))? as i64;
-    // Whatever was at this name (in a lower layer of a flat unpack, or an
-    // earlier entry) is replaced, except a directory by a directory, which
-    // keeps its contents and takes the new attributes.
-    let existing = path.symlink_metadata().ok();
-    if let Some(meta) = &existing {
-        if !(kind.is_dir() && meta.is_dir()) {
-            remove_any(path)?;
-        }
-    }
+    // Whatever is at this name already (in a lower layer of a flat unpack,
+    // or an earlier entry) is replaced, except a directory by a directory,
+    // which keeps its contents and takes the new attributes. Each kind is
+    // created first; only when the name is taken do we look and replace
+    // (`replacing`). None of these calls follows a symlink at the name.
     match kind {
         tar::EntryType::Directory => {
-            if existing.as_ref().is_none_or(|m| !m.is_dir()) {
-                fs::create_dir(path).map_err(|e| io_err("creating", path, e))?;
+            match fs::create_dir(path) {
+                Ok(()) => {}
+                // A directory over a directory: it stays, with its contents.
+                Err(e)
+                    if e.kind() == io::ErrorKind::AlreadyExists
+                        && path.symlink_metadata().is_ok_and(|m| m.is_dir()) => {}
+                // Anything else at the name goes (or the error is reported).
+                Err(_) => replacing(path, resolver, "creating", || fs::create_dir(path))?,
             }
+            resolver.made_dir(path);
         }
         tar::EntryType::Regular | tar::EntryType::Continuous => {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true) // never through a symlink planted at this name
-                .open(path)
-                .map_err(|e| io_err("creating", path, e))?;
-            io::copy(entry, &mut file).map_err(|e| io_err("writing", path, e))?;
+            let mut file = replacing(path, resolver, "creating", || {
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true) // never through a symlink planted at this name
+                    .open(path)
+            })?;
+            copy_contents(entry, &mut file, buffer).map_err(|e| io_err("writing", path, e))?;
         }
         tar::EntryType::Symlink => {
             let target = entry
@@ -168,8 +195,10 @@ fn write_entry<R: Read>(
                 .map_err(|e| bad_tar(&e))?
                 .ok_or_else(|| Error::new("invalid layer: a symlink without a target"))?;
             // A symlink's *target* may point anywhere: it is only followed
-            // later, inside the container, or by resolve_in_root here.
-            symlink(&target, path).map_err(|e| io_err("creating symlink", path, e))?;
+            // later, inside the container, or by the resolver here.
+            replacing(path, resolver, "creating symlink", || {
+                symlink(&target, path)
+            })?;
         }
         tar::EntryType::Link => {
             let target = entry
@@ -177,15 +206,19 @@ fn write_entry<R: Read>(
                 .map_err(|e| bad_tar(&e))?
                 .ok_or_else(|| Error::new("invalid layer: a hardlink without a target"))?;
             let parts = entry_components(&target)?;
-            let source = resolve_in_root(root, &parts, false)?;
-            if !source.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
+            let source = resolver.resolve(&parts, false)?;
+            // The source must already be a file of this layer (or of the
+            // ones below), and not the name the link is about to take.
+            if source == path || !source.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
                 return Err(Error::new(format!(
                     "invalid layer: hardlink {} points to {}, which is not a file of this layer",
                     path.display(),
                     target.display()
                 )));
             }
-            fs::hard_link(&source, path).map_err(|e| io_err("creating hardlink", path, e))?;
+            replacing(path, resolver, "creating hardlink", || {
+                fs::hard_link(&source, path)
+            })?;
             return Ok(()); // a hardlink shares its target's inode and attributes
         }
         tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
@@ -196,15 +229,18 @@ fn write_entry<R: Read>(
                 tar::EntryType::Block => nix::sys::stat::SFlag::S_IFBLK,
                 _ => nix::sys::stat::SFlag::S_IFIFO,
             };
-            nix::sys::stat::mknod(
-                path,
-                file_type,
-                nix::sys::stat::Mode::from_bits_truncate(mode),
-                nix::sys::stat::makedev(major.into(), minor.into()),
-            )
-            .map_err(|e| io_err("creating device", path, e.into()))?;
+            replacing(path, resolver, "creating device", || {
+                nix::sys::stat::mknod(
+                    path,
+                    file_type,
+                    nix::sys::stat::Mode::from_bits_truncate(mode),
+                    nix::sys::stat::makedev(major.into(), minor.into()),
+                )
+                .map_err(io::Error::from)
+            })?;
         }
         other => {
+            remove_entry(path, resolver)?; // replaced by nothing
             explain::step(
                 &format!("skipping {} (tar entry type {other:?})", path.display()),
                 None,
@@ -243,6 +279,45 @@ fn write_entry<R: Read>(
 }
 // ANCHOR_END: write_entry
 
+/// Runs `create`; if the name is taken, removes what has it and tries once
+/// more. Asking first ("is something there?") would cost a system call for
+/// every entry; in a layer, the name is almost always free.
+fn replacing<T>(
+    path: &Path,
+    resolver: &mut Resolver,
+    action: &str,
+    create: impl Fn() -> io::Result<T>,
+) -> Result<T> {
+    let result = match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            remove_entry(path, resolver)?;
+            create()
+        }
+        other => other,
+    };
+    result.map_err(|e| io_err(action, path, e))
+}
+
+/// Copies an entry's contents in pieces as large as `buffer`: the tar
+/// reader hands out a few KiB at a time, and each write is a system call.
+fn copy_contents(from: &mut impl Read, to: &mut fs::File, buffer: &mut [u8]) -> io::Result<()> {
+    loop {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match from.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        to.write_all(&buffer[..filled])?;
+    }
+}
+
 /// What a layer wrote so far: its entries, and every directory holding one
 /// of them (made by an entry or implicitly), for constant-time questions.
 #[derive(Default)]
@@ -274,7 +349,7 @@ impl Written {
 
 /// Empties `dir` of what the lower layers put there, keeping what this layer
 /// already wrote (the opaque marker may come after the layer's own entries).
-fn remove_lower_entries(dir: &Path, written: &Written) -> Result<()> {
+fn remove_lower_entries(dir: &Path, written: &Written, resolver: &mut Resolver) -> Result<()> {
     for child in fs::read_dir(dir)
         .map_err(|e| io_err("reading", dir, e))?
         .flatten()
@@ -283,9 +358,9 @@ fn remove_lower_entries(dir: &Path, written: &Written) -> Result<()> {
         // Kept: what this layer wrote, and the directories it wrote into
         // (even those it made implicitly, with no entry of their own).
         if !written.wrote(&path) && !written.wrote_inside(&path) {
-            remove_any(&path)?;
+            remove_entry(&path, resolver)?;
         } else if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-            remove_lower_entries(&path, written)?;
+            remove_lower_entries(&path, written, resolver)?;
         }
     }
     Ok(())
@@ -298,10 +373,8 @@ fn running_as_root() -> bool {
 }
 
 /// An overlayfs whiteout: a character device with device number 0:0.
-fn make_overlay_whiteout(path: &Path) -> Result<()> {
-    if path.symlink_metadata().is_ok() {
-        remove_any(path)?;
-    }
+fn make_overlay_whiteout(path: &Path, resolver: &mut Resolver) -> Result<()> {
+    remove_entry(path, resolver)?;
     explain::step(
         &format!(
             "whiteout {}: a 0:0 character device hides it from the layers below",
@@ -317,6 +390,13 @@ fn make_overlay_whiteout(path: &Path) -> Result<()> {
     )
     .map_err(|e| io_err("creating whiteout", path, e.into()))
     .map_err(|e| Error::new(format!("{} (overlay whiteouts need root)", e.message())))
+}
+
+/// Removes what the unpack found at `path`, and makes the resolver forget it
+/// (every removal of an unpack goes through here: see [`Resolver::forget`]).
+fn remove_entry(path: &Path, resolver: &mut Resolver) -> Result<()> {
+    resolver.forget(path);
+    remove_any(path)
 }
 
 /// Removes a file, symlink or whole directory tree; absent is fine.
@@ -395,4 +475,96 @@ fn bad_tar(e: &io::Error) -> Error {
 
 fn io_err(action: &str, path: &Path, e: io::Error) -> Error {
     ch01_images::error::io_error(action, path, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layer tar from (name, kind, contents or link target) entries.
+    fn layer(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+            header.set_mtime(1_700_000_000);
+            header.set_uid(0);
+            header.set_gid(0);
+            if kind.is_symlink() || kind.is_hard_link() {
+                header.set_size(0);
+                builder.append_link(&mut header, name, data).unwrap();
+            } else {
+                header.set_size(data.len() as u64);
+                builder
+                    .append_data(&mut header, name, data.as_bytes())
+                    .unwrap();
+            }
+        }
+        builder.into_inner().unwrap()
+    }
+
+    /// A scratch directory with `layer/` (the unpack's root) and, beside
+    /// it, `outside/b/` (where a stale directory cache would write).
+    fn sandbox(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("crabbox-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("layer")).unwrap();
+        fs::create_dir_all(dir.join("outside/b")).unwrap();
+        dir
+    }
+
+    use tar::EntryType::{Directory as D, Regular as F, Symlink as S};
+
+    #[test]
+    fn a_directory_replaced_by_a_symlink_later_in_the_layer_is_not_trusted() {
+        for mode in [Mode::Flat, Mode::Overlay] {
+            let sandbox = sandbox("dir-then-symlink");
+            let (root, outside) = (sandbox.join("layer"), sandbox.join("outside"));
+            let out = outside.to_str().unwrap();
+            // `a` and `a/b` are directories the unpack makes, and knows;
+            // then `a` becomes a symlink out, and `a/b/x` comes through it.
+            let tar = layer(&[
+                ("a", D, ""),
+                ("a/b", D, ""),
+                ("a/b/f", F, "f"),
+                ("a", S, out),
+                ("a/b/x", F, "x"),
+                ("c", D, ""),
+                ("c", S, "/"),
+                ("c/y", F, "y"),
+            ]);
+            apply_layer(&tar[..], &root, mode).unwrap();
+            assert!(!outside.join("b/x").exists(), "{mode:?}: wrote outside");
+            let inside = root.join(outside.strip_prefix("/").unwrap());
+            assert_eq!(fs::read(inside.join("b/x")).unwrap(), b"x", "{mode:?}");
+            assert!(root.join("a").symlink_metadata().unwrap().is_symlink());
+            assert_eq!(fs::read(root.join("y")).unwrap(), b"y", "{mode:?}");
+            fs::remove_dir_all(&sandbox).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_lower_directory_emptied_by_an_opaque_marker_is_not_trusted() {
+        let sandbox = sandbox("opaque-then-symlink");
+        let (root, outside) = (sandbox.join("layer"), sandbox.join("outside"));
+        let out = outside.to_str().unwrap();
+        let lower = layer(&[("a/c/b/f", F, "lower")]);
+        apply_layer(&lower[..], &root, Mode::Flat).unwrap();
+        // The hardlink makes the resolver look at (and know) `a/c` and
+        // `a/c/b`; the opaque marker then removes them (lower entries), and
+        // `a/c` comes back as a symlink out.
+        let upper = layer(&[
+            ("h", tar::EntryType::Link, "a/c/b/f"),
+            ("a/.wh..wh..opq", F, ""),
+            ("a/c", S, out),
+            ("a/c/b/x", F, "x"),
+        ]);
+        apply_layer(&upper[..], &root, Mode::Flat).unwrap();
+        assert!(!outside.join("b/x").exists(), "wrote outside");
+        let inside = root.join(outside.strip_prefix("/").unwrap());
+        assert_eq!(fs::read(inside.join("b/x")).unwrap(), b"x");
+        assert_eq!(fs::read(root.join("h")).unwrap(), b"lower");
+        fs::remove_dir_all(&sandbox).unwrap();
+    }
 }
