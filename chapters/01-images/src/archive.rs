@@ -123,32 +123,14 @@ pub fn save(store: &Store, names: &[String], output: &Path) -> Result<()> {
                     layers.push((diff_id.clone(), size));
                 }
             }
-            let manifest = Manifest {
-                schema_version: 2,
-                media_type: Some(manifest::OCI_MANIFEST.into()),
-                config: Descriptor {
-                    media_type: manifest::OCI_CONFIG.into(),
-                    digest: image.id().clone(),
-                    size: config_bytes.len() as u64,
-                    platform: None,
-                    annotations: BTreeMap::new(),
-                    urls: vec![],
-                },
-                layers: layers
+            let manifest = Manifest::assemble(
+                Descriptor::of(manifest::OCI_CONFIG, &config_bytes),
+                layers
                     .iter()
-                    .map(|(d, size)| Descriptor {
-                        media_type: manifest::OCI_LAYER_TAR.into(),
-                        digest: d.clone(),
-                        size: *size,
-                        platform: None,
-                        annotations: BTreeMap::new(),
-                        urls: vec![],
-                    })
+                    .map(|(d, size)| Descriptor::new(manifest::OCI_LAYER_TAR, d.clone(), *size))
                     .collect(),
-                annotations: BTreeMap::new(),
-            };
-            let manifest_bytes =
-                serde_json::to_vec(&manifest).expect("a manifest always serializes");
+            );
+            let manifest_bytes = manifest.to_bytes();
             let manifest_digest = Digest::of(&manifest_bytes);
             if written.insert(manifest_digest.clone()) {
                 append_bytes(&mut tar, &blob_name(&manifest_digest), &manifest_bytes)?;
@@ -164,14 +146,13 @@ pub fn save(store: &Store, names: &[String], output: &Path) -> Result<()> {
                     annotations.insert(crate::store::REF_NAME.to_string(), t.clone());
                 }
             }
-            index.manifests.push(Descriptor {
-                media_type: manifest::OCI_MANIFEST.into(),
-                digest: manifest_digest,
-                size: manifest_bytes.len() as u64,
-                platform: None,
-                annotations,
-                urls: vec![],
-            });
+            let mut descriptor = Descriptor::new(
+                manifest::OCI_MANIFEST,
+                manifest_digest,
+                manifest_bytes.len() as u64,
+            );
+            descriptor.annotations = annotations;
+            index.manifests.push(descriptor);
             entries.push((
                 ArchiveEntry {
                     config: blob_name(image.id()),
@@ -271,6 +252,8 @@ fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -
 /// Reads an archive written by `save` (or `docker save`, or skopeo) and
 /// stores its images. Returns the names loaded.
 pub fn load(store: &Store, input: &Path) -> Result<Vec<String>> {
+    // Its layers are blobs no name reaches until their image is committed.
+    let _pin = store.pin_for_pull()?;
     let work = TempDir(store.tmp_dir().join(format!("load-{}", std::process::id())));
     fs::create_dir_all(&work.0).context("creating", &work.0)?;
     let file = File::open(input).context("opening", input)?;
@@ -315,104 +298,24 @@ pub fn load(store: &Store, input: &Path) -> Result<Vec<String>> {
         }
         let mut layers = Vec::new();
         for (path, diff_id) in entry.layers.iter().zip(&config.rootfs.diff_ids) {
-            layers.push(import_layer(store, &inside(&work.0, path)?, diff_id)?);
+            layers.push(store.import_layer(&inside(&work.0, path)?, diff_id)?);
         }
-        let config_digest = store.put_blob(&config_bytes)?;
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(manifest::OCI_MANIFEST.into()),
-            config: Descriptor {
-                media_type: manifest::OCI_CONFIG.into(),
-                digest: config_digest.clone(),
-                size: config_bytes.len() as u64,
-                platform: None,
-                annotations: BTreeMap::new(),
-                urls: vec![],
-            },
-            layers,
-            annotations: BTreeMap::new(),
-        };
-        let manifest_bytes = serde_json::to_vec(&manifest).expect("a manifest always serializes");
-        let digest = store.put_blob(&manifest_bytes)?;
-        let descriptor = Descriptor {
-            media_type: manifest::OCI_MANIFEST.into(),
-            digest,
-            size: manifest_bytes.len() as u64,
-            platform: Some(crate::pull::config_platform(&config)),
-            annotations: BTreeMap::new(),
-            urls: vec![],
-        };
         let tags = entry.repo_tags.unwrap_or_default();
         if tags.is_empty() {
             // An untagged image is still stored, named by its ID.
-            store.set_ref(config_digest.as_str(), descriptor.clone())?;
-            loaded.push(format!("Loaded image ID: {config_digest}"));
+            let id = Digest::of(&config_bytes);
+            store.commit_image(id.as_str(), &config_bytes, &layers)?;
+            loaded.push(format!("Loaded image ID: {id}"));
         }
         for tag in tags {
             let reference = Reference::parse(&tag)?;
-            store.set_ref(&reference.store_name(), descriptor.clone())?;
+            store.commit_image(&reference.store_name(), &config_bytes, &layers)?;
             loaded.push(format!("Loaded image: {}", reference.familiar()));
         }
     }
     Ok(loaded)
 }
 // ANCHOR_END: load
-
-/// Stores one layer file from an archive, checking it against its diff ID.
-fn import_layer(store: &Store, path: &Path, diff_id: &Digest) -> Result<Descriptor> {
-    let compressed = {
-        let mut magic = [0u8; 2];
-        let n = File::open(path)
-            .context("opening", path)?
-            .read(&mut magic)
-            .unwrap_or(0);
-        n == 2 && magic == [0x1f, 0x8b]
-    };
-    // Hash the file as it is (its blob name) and as a tar (its diff ID).
-    let mut as_stored = DigestWriter::new(std::io::sink());
-    std::io::copy(
-        &mut File::open(path).context("opening", path)?,
-        &mut as_stored,
-    )
-    .context("reading", path)?;
-    let (digest, size, _) = as_stored.finish();
-    let mut as_tar = DigestWriter::new(std::io::sink());
-    let mut reader = decompress(
-        BufReader::new(File::open(path).context("opening", path)?),
-        "",
-        &digest.to_string(),
-    )?;
-    std::io::copy(&mut reader, &mut as_tar)
-        .map_err(|e| Error::new(format!("reading layer {}: {e}", path.display())))?;
-    let (uncompressed_digest, _, _) = as_tar.finish();
-    if &uncompressed_digest != diff_id {
-        return Err(Error::new(format!(
-            "layer {} does not match its diff ID {diff_id} — the archive is damaged",
-            path.display()
-        )));
-    }
-    if !store.has_blob(&digest) {
-        store.write_blob(
-            &digest,
-            Some(size),
-            File::open(path).context("opening", path)?,
-            |_| {},
-        )?;
-    }
-    let media_type = if compressed {
-        manifest::OCI_LAYER_GZIP
-    } else {
-        manifest::OCI_LAYER_TAR
-    };
-    Ok(Descriptor {
-        media_type: media_type.into(),
-        digest,
-        size,
-        platform: None,
-        annotations: BTreeMap::new(),
-        urls: vec![],
-    })
-}
 
 /// A path named inside the archive, refused if it climbs out.
 fn inside(dir: &Path, name: &str) -> Result<PathBuf> {

@@ -4,10 +4,12 @@
 //! module is the extension point: [`GlobalArgs`] are the flags every
 //! binary takes, [`ImageCommand`] the image commands, which a later chapter
 //! flattens into its own command enum, and [`run_image_command`] runs one.
+//! [`image_or_pull`] is what a later command that needs an image calls:
+//! the image from the store, or pulled first.
 
 use crate::archive;
 use crate::auth::{self, Credentials};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::explain;
 use crate::platform::Platform;
 use crate::pull::{pull, PullOptions};
@@ -82,6 +84,56 @@ impl GlobalArgs {
         RegistryOptions::from_env(self.insecure_registries.clone())
     }
 }
+
+// ANCHOR: image_or_pull
+/// The image from the store, or pulled first as docker does ("Unable to
+/// find image … locally"): what every command that works on an image's
+/// content does (`mount` and `unpack` in chapter 2, `run` and `create` in
+/// chapter 3). Pull messages go to stderr: stdout is the command's own
+/// (a container's output, in chapter 3).
+pub fn image_or_pull(globals: &GlobalArgs, store: &Store, name: &str) -> Result<Image> {
+    match store.find(name) {
+        Ok(Some(image)) => return Ok(image),
+        Ok(None) => {}
+        // `rmi -f` of it right now: its blobs went after its name was read.
+        // Said in one line of its own, which a caller may reword.
+        Err(e) => {
+            return Err(match store.find(name) {
+                Ok(None) => Error::new(format!(
+                    "the image {name} was removed (rmi -f) while this command was reading it — pull it again"
+                ))
+                .with_kind(ErrorKind::ImageRemoved),
+                _ => e,
+            })
+        }
+    }
+    let reference = Reference::parse(name)?;
+    eprintln!("Unable to find image '{}' locally", reference.familiar());
+    with_stdout_on_stderr(|| {
+        pull(
+            store,
+            &reference,
+            &globals.registry_options(),
+            &PullOptions::default(),
+        )
+    })
+}
+
+/// Runs `f` with file descriptor 1 pointing at stderr, then puts it back.
+fn with_stdout_on_stderr<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let saved = nix::unistd::dup(1).map_err(|e| Error::new(format!("dup stdout: {e}")))?;
+    let _ = std::io::stdout().flush();
+    nix::unistd::dup2(std::io::stderr().as_raw_fd(), 1)
+        .map_err(|e| Error::new(format!("dup2: {e}")))?;
+    let result = f();
+    let _ = std::io::stdout().flush();
+    let _ = nix::unistd::dup2(saved, 1);
+    let _ = nix::unistd::close(saved);
+    result
+}
+// ANCHOR_END: image_or_pull
 
 // ANCHOR: commands
 /// The image commands (chapter 01).
@@ -186,8 +238,13 @@ Examples:
   ch01-images save -o busybox.tar busybox && ch01-images load -i busybox.tar
   sudo ch01-images --root /tmp/crabbox images    # a separate engine root";
 
-/// Runs one image command.
-pub fn run_image_command(command: ImageCommand, globals: &GlobalArgs) -> Result<()> {
+/// Runs one image command; returns the exit code (0: every command of
+/// this chapter either works or fails with an error).
+pub fn run_image_command(command: ImageCommand, globals: &GlobalArgs) -> Result<i32> {
+    image_command(command, globals).map(|()| 0)
+}
+
+fn image_command(command: ImageCommand, globals: &GlobalArgs) -> Result<()> {
     match command {
         ImageCommand::Pull {
             platform,
@@ -496,10 +553,11 @@ pub fn parse_args<P: clap::Parser>() -> P {
     }
 }
 
-/// Runs a command's result to an exit code: errors become one line on stderr.
-pub fn exit_with(command: &str, result: Result<()>) -> ! {
+/// Exits with a command's exit code: errors become one line on stderr
+/// (`pull: …`) and their own exit code.
+pub fn exit_with(command: &str, result: Result<i32>) -> ! {
     match result {
-        Ok(()) => std::process::exit(0),
+        Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("{command}: {e}");
             std::process::exit(e.exit_code());

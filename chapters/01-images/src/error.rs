@@ -5,16 +5,34 @@
 //! Docker reports engine failures with exit code 125 (126 and 127 are kept
 //! for "the container's command could not run / was not found", which later
 //! chapters produce). An [`Error`] carries its exit code so `main` can exit
-//! with it.
+//! with it, and an [`ErrorKind`] so that code deciding what to do next
+//! (retry a download, reword a message) never has to read the message: the
+//! message is for people, and rewording it must not change what the engine
+//! does.
 
 use std::fmt;
 
-/// An engine error: a message meant for a human, and the exit code docker
-/// would use for it.
+/// An engine error: a message meant for a human, the exit code docker
+/// would use for it, and its kind, meant for the code that handles it.
 #[derive(Debug)]
 pub struct Error {
     message: String,
     exit_code: i32,
+    kind: ErrorKind,
+}
+
+/// The few failures some caller handles differently from the rest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Any failure no caller tells apart.
+    #[default]
+    Other,
+    /// A transfer broke off mid-way (the connection was closed or reset):
+    /// trying again may work. A timeout is *not* this: a registry too slow
+    /// once is too slow again.
+    BrokeOff,
+    /// The image was removed (`rmi -f`) while this command was reading it.
+    ImageRemoved,
 }
 
 /// Docker's exit code when the engine itself fails (not the container).
@@ -26,7 +44,18 @@ impl Error {
         Error {
             message: message.into(),
             exit_code: ENGINE_FAILURE,
+            kind: ErrorKind::Other,
         }
+    }
+
+    /// The same failure, marked as one of the kinds a caller tells apart.
+    pub fn with_kind(mut self, kind: ErrorKind) -> Error {
+        self.kind = kind;
+        self
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
     }
 
     /// The same failure with another exit code (126, 127, or a plain 1).
@@ -57,11 +86,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Turns an I/O error into one readable line that names the file and, for
 /// the errors a learner can fix, what to do about it.
 pub fn io_error(action: &str, path: &std::path::Path, err: std::io::Error) -> Error {
-    use std::io::ErrorKind;
+    use std::io::ErrorKind as Io;
     let hint = match err.kind() {
-        ErrorKind::StorageFull => " — free some space, or use --root on a bigger disk",
-        ErrorKind::PermissionDenied => " — run as root (sudo), or use --root DIR you can write",
-        ErrorKind::ReadOnlyFilesystem => " — use --root on a writable filesystem",
+        Io::StorageFull => " — free some space, or use --root on a bigger disk",
+        Io::PermissionDenied => " — run as root (sudo), or use --root DIR you can write",
+        Io::ReadOnlyFilesystem => " — use --root on a writable filesystem",
         _ => "",
     };
     Error::new(format!("{action} {}: {err}{hint}", path.display()))

@@ -60,6 +60,25 @@ pub struct Descriptor {
     pub urls: Vec<String>,
 }
 
+impl Descriptor {
+    /// A plain pointer: type, digest and size, nothing else.
+    pub fn new(media_type: &str, digest: Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            platform: None,
+            annotations: BTreeMap::new(),
+            urls: vec![],
+        }
+    }
+
+    /// A pointer to these bytes (a config or a manifest held in memory).
+    pub fn of(media_type: &str, bytes: &[u8]) -> Descriptor {
+        Descriptor::new(media_type, Digest::of(bytes), bytes.len() as u64)
+    }
+}
+
 // ANCHOR: manifest
 /// An image manifest (OCI or Docker schema 2): one config and the layers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -86,6 +105,27 @@ pub struct Index {
     pub annotations: BTreeMap<String, String>,
 }
 // ANCHOR_END: manifest
+
+impl Manifest {
+    /// The manifest of an image made here (`load`, `save`, and chapter
+    /// 5's `build`): an OCI manifest of this config and these layers.
+    /// A pulled image keeps the registry's manifest instead, byte for byte,
+    /// since its digest is its name.
+    pub fn assemble(config: Descriptor, layers: Vec<Descriptor>) -> Manifest {
+        Manifest {
+            schema_version: 2,
+            media_type: Some(OCI_MANIFEST.into()),
+            config,
+            layers,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    /// The document as stored: compact JSON (its digest names it).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a manifest always serializes")
+    }
+}
 
 /// What a manifest document turned out to be.
 pub enum ManifestKind {
@@ -246,6 +286,16 @@ impl ImageConfig {
     pub fn parse(bytes: &[u8]) -> Result<ImageConfig> {
         serde_json::from_slice(bytes)
             .map_err(|e| Error::new(format!("malformed image config: {e}")))
+    }
+
+    /// The platform the image says it is for.
+    pub fn platform(&self) -> crate::platform::Platform {
+        crate::platform::Platform {
+            os: self.os.clone(),
+            architecture: self.architecture.clone(),
+            variant: self.variant.clone(),
+            os_version: None,
+        }
     }
 }
 

@@ -14,14 +14,14 @@
 //! points at an image whose blobs are missing.
 
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::explain;
 use crate::manifest::{self, parse_manifest, Descriptor, ImageConfig, ManifestKind};
 use crate::platform::{self, Platform};
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::{backoff, Registry, RegistryOptions};
-use crate::store::{Image, Store, INDEX_DIGEST};
+use crate::store::{Image, Store};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -70,7 +70,7 @@ pub fn pull(
         &reference.to_string(),
         &[("the registry's Content-Type", &content_type)],
     )?;
-    let (manifest_bytes, image_manifest, manifest_media_type, index) = match top_doc.kind {
+    let (manifest_bytes, image_manifest, manifest_media_type, index_bytes) = match top_doc.kind {
         ManifestKind::Image(m) => (top.bytes, m, top_doc.media_type, None),
         ManifestKind::Index(index) => {
             let chosen = platform::choose(&index.manifests, &wanted)?;
@@ -79,10 +79,9 @@ pub fn pull(
                 None,
             );
             let (bytes, manifest, media_type) = fetch_index_entry(&registry, chosen)?;
-            (bytes, manifest, media_type, Some((top.bytes, top.digest)))
+            (bytes, manifest, media_type, Some(top.bytes))
         }
     };
-    let index_digest = index.as_ref().map(|(_, digest)| digest.clone());
 
     // 3. The config: small, read whole, verified.
     let config_bytes = match store.has_blob(&image_manifest.config.digest) {
@@ -90,7 +89,7 @@ pub fn pull(
         false => registry.get_small_blob(&image_manifest.config.digest)?,
     };
     let config = ImageConfig::parse(&config_bytes)?;
-    let actual = config_platform(&config);
+    let actual = config.platform();
     if !config.os.is_empty() && !wanted.matches(&actual) {
         if options.platform.is_some() {
             // Asked for a platform the image is not built for: say so, as docker does.
@@ -119,32 +118,21 @@ pub fn pull(
     )?;
 
     // 5. Name the image, now that everything it needs is here.
-    if let Some((index_bytes, _)) = &index {
-        store.put_blob(index_bytes)?;
-    }
-    let manifest_digest = store.put_blob(&manifest_bytes)?;
     let name = reference.store_name();
     let previous = store.find(&name)?.map(|i| i.descriptor.digest);
-    let mut descriptor = Descriptor {
-        // The type the document was checked to have (see parse_manifest),
-        // never a type some header or index entry merely claimed.
-        media_type: manifest_media_type,
-        digest: manifest_digest.clone(),
-        size: manifest_bytes.len() as u64,
-        platform: Some(config_platform(&config)),
-        annotations: Default::default(),
-        urls: vec![],
-    };
-    if let Some(index) = &index_digest {
-        descriptor
-            .annotations
-            .insert(INDEX_DIGEST.into(), index.to_string());
-    }
-    store.set_ref(&name, descriptor)?;
+    // The type the document was checked to have (see parse_manifest),
+    // never a type some header or index entry merely claimed. The index,
+    // if the tag named one, is stored only now, with the name.
+    let image = store.commit_manifest(
+        &name,
+        &manifest_bytes,
+        &manifest_media_type,
+        index_bytes.as_deref(),
+    )?;
 
-    let shown_digest = index_digest.unwrap_or(manifest_digest.clone());
-    say(&format!("Digest: {shown_digest}"));
-    if previous.as_ref() == Some(&manifest_digest) {
+    // The digest the tag named: the index's, for a multi-platform image.
+    say(&format!("Digest: {}", image.repo_digest()));
+    if previous.as_ref() == Some(&image.descriptor.digest) {
         say(&format!(
             "Status: Image is up to date for {}",
             reference.familiar()
@@ -156,7 +144,7 @@ pub fn pull(
         ));
     }
     println!("{reference}");
-    store.get(&name)
+    Ok(image)
 }
 // ANCHOR_END: pull
 
@@ -194,16 +182,6 @@ fn fetch_index_entry(
     }
 }
 // ANCHOR_END: fetch_index_entry
-
-/// The platform an image config says it is for.
-pub fn config_platform(config: &ImageConfig) -> Platform {
-    Platform {
-        os: config.os.clone(),
-        architecture: config.architecture.clone(),
-        variant: config.variant.clone(),
-        os_version: None,
-    }
-}
 
 // ANCHOR: download_layers
 /// Downloads the missing layers, `PARALLEL_DOWNLOADS` at a time. Each
@@ -285,8 +263,8 @@ fn download_layer(
         match result {
             Ok(_) => break,
             // A download that broke off may work next time; a digest
-            // mismatch will not (the registry holds bad content).
-            Err(e) if attempt < LAYER_ATTEMPTS && e.message().contains("broke off") => {
+            // mismatch or a stalled registry will not.
+            Err(e) if attempt < LAYER_ATTEMPTS && e.kind() == ErrorKind::BrokeOff => {
                 if let Some(t) = &task {
                     t.reset();
                 }

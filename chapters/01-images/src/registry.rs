@@ -15,7 +15,7 @@
 
 use crate::auth::{self, parse_challenge, Credentials};
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::explain::{self, shell_quote};
 use crate::manifest::MANIFEST_ACCEPT;
 use crate::reference::{Reference, DOCKER_HUB};
@@ -756,6 +756,7 @@ fn read_error(what: &str, url: &str, e: std::io::Error) -> Error {
         Error::new(format!(
             "reading {what} from {url} broke off: {e} — is the registry running and reachable?"
         ))
+        .with_kind(ErrorKind::BrokeOff)
     }
 }
 

@@ -15,12 +15,17 @@
 //! `tmp/`), and `index.json` names an image only after all of its blobs are
 //! present. A pull killed at any moment leaves at worst some files in
 //! `tmp/` and some unnamed blobs, which the next pull reuses or replaces.
+//! The second rule is kept in one place, [`Store::commit_manifest`], the
+//! only way an image gets a name (`pull`, and through
+//! [`Store::commit_image`], `load` and chapter 5's `build`).
 
 use crate::digest::{Digest, DigestWriter};
 use crate::durable::{self, write_atomically};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, ErrorKind, IoContext, Result};
 use crate::explain;
-use crate::manifest::{self, Descriptor, ImageConfig, Index, Manifest, OCI_INDEX, OCI_MANIFEST};
+use crate::manifest::{
+    self, Descriptor, ImageConfig, Index, Manifest, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST,
+};
 use crate::reference::Reference;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -172,14 +177,17 @@ impl Store {
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     // The registry's reader gave up on a stalled or
-                    // trickling transfer: not worth a retry ("broke off" is).
+                    // trickling transfer: not worth a retry.
                     Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                         return Err(Error::new(format!(
                             "download of {expected}: {e} — nothing stored"
                         )))
                     }
+                    // The connection went away mid-way: the next attempt
+                    // may work, and `pull` retries on this kind.
                     Err(e) => {
-                        return Err(Error::new(format!("download of {expected} broke off: {e}")))
+                        return Err(Error::new(format!("download of {expected} broke off: {e}"))
+                            .with_kind(ErrorKind::BrokeOff))
                     }
                 };
                 writer.write_all(&buf[..n]).context("writing", &tmp)?;
@@ -260,8 +268,9 @@ impl Store {
         durable::lock(&self.root.join("images.lock"))
     }
 
-    /// Held by every pull while it writes blobs that no name reaches yet, so
-    /// that garbage collection (which takes it exclusively) cannot delete them.
+    /// Held by every pull (and `load`, and chapter 5's `build`) while it
+    /// writes blobs that no name reaches yet, so that garbage collection
+    /// (which takes it exclusively) cannot delete them.
     pub fn pin_for_pull(&self) -> Result<durable::Lock> {
         durable::lock_shared(&self.root.join("pull.lock"))
     }
@@ -302,6 +311,140 @@ impl Store {
     }
     // ANCHOR_END: set_ref
 
+    // ANCHOR: commit
+    /// Commits an image made on this machine (`load`, and chapter 5's
+    /// `build`): its layers are in the store already (see
+    /// [`Store::import_layer`]); this stores the config, assembles an OCI
+    /// manifest for it and the layers, stores that, and names it `name`.
+    /// `layers` are the manifest's layer descriptors, bottom first, one per
+    /// diff ID of the config. The caller holds [`Store::pin_for_pull`]
+    /// from before it stores the first layer: until the name is written,
+    /// no name reaches those blobs, and garbage collection would take them.
+    pub fn commit_image(
+        &self,
+        name: &str,
+        config_bytes: &[u8],
+        layers: &[Descriptor],
+    ) -> Result<Image> {
+        let config = ImageConfig::parse(config_bytes)?;
+        if config.rootfs.diff_ids.len() != layers.len() {
+            return Err(Error::new(format!(
+                "cannot commit {name}: its config lists {} layers, but {} were given",
+                config.rootfs.diff_ids.len(),
+                layers.len()
+            )));
+        }
+        self.put_blob(config_bytes)?;
+        let manifest =
+            Manifest::assemble(Descriptor::of(OCI_CONFIG, config_bytes), layers.to_vec());
+        self.commit_manifest(name, &manifest.to_bytes(), OCI_MANIFEST, None)
+    }
+
+    /// Names a manifest whose config and layers are all in the store: stores
+    /// the manifest's bytes as they are (and the index it was chosen from,
+    /// if any), then points `name` at it. This is the one place an image
+    /// gets a name: `pull` calls it with the registry's own bytes (their
+    /// digest is the image's name there), [`Store::commit_image`] with
+    /// a manifest it assembled. A blob missing here is refused, so that a
+    /// name never points at an image whose blobs are missing.
+    pub fn commit_manifest(
+        &self,
+        name: &str,
+        manifest_bytes: &[u8],
+        media_type: &str,
+        index_bytes: Option<&[u8]>,
+    ) -> Result<Image> {
+        let manifest: Manifest = serde_json::from_slice(manifest_bytes).map_err(|e| {
+            Error::new(format!(
+                "cannot name {name}: its manifest is malformed: {e}"
+            ))
+        })?;
+        let blobs = std::iter::once(&manifest.config).chain(&manifest.layers);
+        if let Some(missing) = blobs.map(|d| &d.digest).find(|d| !self.has_blob(d)) {
+            return Err(Error::new(format!(
+                "cannot name {name}: its blob {missing} is not in the store"
+            )));
+        }
+        let config = ImageConfig::parse(&self.read_blob(&manifest.config.digest)?)?;
+        let mut descriptor = Descriptor::new(
+            media_type,
+            self.put_blob(manifest_bytes)?,
+            manifest_bytes.len() as u64,
+        );
+        descriptor.platform = Some(config.platform());
+        if let Some(index_bytes) = index_bytes {
+            let index = self.put_blob(index_bytes)?;
+            descriptor
+                .annotations
+                .insert(INDEX_DIGEST.into(), index.to_string());
+        }
+        self.set_ref(name, descriptor.clone())?;
+        descriptor.annotations.insert(REF_NAME.into(), name.into());
+        Ok(Image {
+            name: name.to_string(),
+            descriptor,
+            manifest,
+            config,
+        })
+    }
+    // ANCHOR_END: commit
+
+    // ANCHOR: import_layer
+    /// Stores one layer file (a tar, gzip-compressed or not) as a blob,
+    /// after checking that its uncompressed content is `diff_id`, the
+    /// digest the image's config will promise for it. Returns the
+    /// descriptor to list in a manifest. `load` imports each layer of an
+    /// archive this way; chapter 5's `build`, each layer it makes.
+    pub fn import_layer(&self, path: &Path, diff_id: &Digest) -> Result<Descriptor> {
+        let compressed = {
+            let mut magic = [0u8; 2];
+            let n = File::open(path)
+                .context("opening", path)?
+                .read(&mut magic)
+                .unwrap_or(0);
+            n == 2 && magic == [0x1f, 0x8b]
+        };
+        // Hash the file as it is (its blob name) and as a tar (its diff ID).
+        let mut as_stored = DigestWriter::new(std::io::sink());
+        std::io::copy(
+            &mut File::open(path).context("opening", path)?,
+            &mut as_stored,
+        )
+        .context("reading", path)?;
+        let (digest, size, _) = as_stored.finish();
+        let mut as_tar = DigestWriter::new(std::io::sink());
+        let mut reader = crate::archive::decompress(
+            std::io::BufReader::new(File::open(path).context("opening", path)?),
+            "",
+            &digest.to_string(),
+        )?;
+        std::io::copy(&mut reader, &mut as_tar)
+            .map_err(|e| Error::new(format!("reading layer {}: {e}", path.display())))?;
+        let (uncompressed_digest, _, _) = as_tar.finish();
+        if &uncompressed_digest != diff_id {
+            return Err(Error::new(format!(
+                "layer {} does not match its diff ID {diff_id} (it hashes to {uncompressed_digest}) \
+                 — the file is damaged, nothing stored",
+                path.display()
+            )));
+        }
+        if !self.has_blob(&digest) {
+            self.write_blob(
+                &digest,
+                Some(size),
+                File::open(path).context("opening", path)?,
+                |_| {},
+            )?;
+        }
+        let media_type = if compressed {
+            manifest::OCI_LAYER_GZIP
+        } else {
+            manifest::OCI_LAYER_TAR
+        };
+        Ok(Descriptor::new(media_type, digest, size))
+    }
+    // ANCHOR_END: import_layer
+
     /// Removes a name; returns the descriptor it pointed to.
     pub fn remove_ref(&self, name: &str) -> Result<Option<Descriptor>> {
         let _lock = self.lock()?;
@@ -338,12 +481,7 @@ impl Store {
     /// Reads the manifest and config a descriptor points to.
     pub fn load_image(&self, name: String, descriptor: Descriptor) -> Result<Image> {
         let manifest: Manifest = serde_json::from_slice(&self.read_blob(&descriptor.digest)?)
-            .map_err(|e| {
-                Error::new(format!(
-                    "stored manifest {} is damaged: {e}",
-                    descriptor.digest
-                ))
-            })?;
+            .map_err(|e| Error::new(damaged(&descriptor.digest, &descriptor.media_type, e)))?;
         let config = ImageConfig::parse(&self.read_blob(&manifest.config.digest)?)?;
         Ok(Image {
             name,
@@ -459,8 +597,8 @@ impl Store {
         };
         let damaged = |why: String| {
             warn(&format!(
-                "stored document {digest} ({declared}) is damaged: {why}; skipped it \
-                 (what only it used is collected)"
+                "{}; skipped it (what only it used is collected)",
+                damaged(digest, declared, why)
             ))
         };
         if metadata.len() > crate::registry::MAX_DOCUMENT_SIZE {
@@ -513,6 +651,12 @@ impl Store {
     // ANCHOR_END: mark
 }
 
+/// The one line for a stored document that is not what its descriptor
+/// says (not JSON, cut short, of another shape).
+fn damaged(digest: &Digest, media_type: &str, why: impl std::fmt::Display) -> String {
+    format!("stored document {digest} ({media_type}) is damaged: {why}")
+}
+
 /// Reports a damaged object on stderr, once per process (the same image is
 /// often read several times in one command).
 fn warn(message: &str) {
@@ -520,5 +664,174 @@ fn warn(message: &str) {
     let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
     if seen.insert(message.to_string()) {
         eprintln!("warning: {message}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh store under the system's temporary directory.
+    struct TestStore {
+        base: PathBuf,
+        store: Store,
+    }
+
+    impl TestStore {
+        fn new(label: &str) -> TestStore {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let base = std::env::temp_dir().join(format!(
+                "crabbox-store-{label}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let store = Store::open(&base.join("root")).unwrap();
+            TestStore { base, store }
+        }
+    }
+
+    impl Drop for TestStore {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.base);
+        }
+    }
+
+    /// An uncompressed layer tar holding one file.
+    fn layer_tar(content: &[u8]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "hello.txt", content).unwrap();
+        tar.into_inner().unwrap()
+    }
+
+    fn config_for(diff_ids: &[&Digest]) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_imported_layer_and_a_config_commit_to_a_named_image() {
+        let t = TestStore::new("commit");
+        let tar = layer_tar(b"hello\n");
+        let path = t.base.join("layer.tar");
+        fs::write(&path, &tar).unwrap();
+        let diff_id = Digest::of(&tar);
+
+        // A layer that is not what the config will promise is refused.
+        let wrong = Digest::of(b"something else");
+        let err = t.store.import_layer(&path, &wrong).unwrap_err();
+        assert!(err.message().contains("diff ID"), "{}", err.message());
+        assert!(!t.store.has_blob(&diff_id), "a refused layer was stored");
+
+        let layer = t.store.import_layer(&path, &diff_id).unwrap();
+        assert_eq!(layer.media_type, manifest::OCI_LAYER_TAR);
+        assert_eq!(
+            layer.digest, diff_id,
+            "an uncompressed layer's digest is its diff ID"
+        );
+        assert!(t.store.has_blob(&layer.digest));
+
+        let config = config_for(&[&diff_id]);
+        let name = Reference::parse("localhost:5000/made:v1")
+            .unwrap()
+            .store_name();
+        let image = t
+            .store
+            .commit_image(&name, &config, std::slice::from_ref(&layer))
+            .unwrap();
+        assert_eq!(image.id(), &Digest::of(&config));
+        assert_eq!(image.manifest.layers, vec![layer.clone()]);
+        assert_eq!(image.descriptor.media_type, OCI_MANIFEST);
+        assert_eq!(
+            image.descriptor.platform.as_ref().map(|p| p.to_string()),
+            Some("linux/amd64".to_string())
+        );
+        // What commit_image returns is what the store reads back.
+        let found = t.store.get(&name).unwrap();
+        assert_eq!(found.descriptor, image.descriptor);
+        assert_eq!(found.manifest.layers, image.manifest.layers);
+        assert_eq!(found.config.rootfs.diff_ids, vec![diff_id.clone()]);
+        // Committing the same parts again names the same manifest.
+        let again = t
+            .store
+            .commit_image("sha256:other", &config, &[layer])
+            .unwrap();
+        assert_eq!(again.descriptor.digest, image.descriptor.digest);
+    }
+
+    #[test]
+    fn a_commit_never_names_an_image_whose_blobs_are_missing() {
+        let t = TestStore::new("missing");
+        let tar = layer_tar(b"never stored\n");
+        let diff_id = Digest::of(&tar);
+        let absent = Descriptor::new(manifest::OCI_LAYER_TAR, diff_id.clone(), tar.len() as u64);
+        let name = "localhost:5000/broken:v1";
+        let err = t
+            .store
+            .commit_image(name, &config_for(&[&diff_id]), &[absent])
+            .unwrap_err();
+        assert!(
+            err.message().contains("not in the store"),
+            "{}",
+            err.message()
+        );
+        // A config and a layer list that disagree are refused too.
+        let err = t
+            .store
+            .commit_image(name, &config_for(&[&diff_id]), &[])
+            .unwrap_err();
+        assert!(err.message().contains("1 layers"), "{}", err.message());
+        assert!(t.store.read_index().unwrap().manifests.is_empty());
+    }
+
+    /// A reader that gives some bytes, then fails as `kind`.
+    struct Failing(std::io::ErrorKind, bool);
+
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if std::mem::replace(&mut self.1, true) {
+                return Err(std::io::Error::new(self.0, "test"));
+            }
+            buf[..4].copy_from_slice(b"abcd");
+            Ok(4)
+        }
+    }
+
+    /// `pull` retries on the kind, not on the words of the message.
+    #[test]
+    fn a_transfer_that_broke_off_says_so_by_its_kind() {
+        let t = TestStore::new("kinds");
+        let digest = Digest::of(b"abcdefgh");
+        let write = |kind| {
+            t.store
+                .write_blob(&digest, Some(8), Failing(kind, false), |_| {})
+                .unwrap_err()
+                .kind()
+        };
+        assert_eq!(
+            write(std::io::ErrorKind::ConnectionReset),
+            ErrorKind::BrokeOff
+        );
+        assert_eq!(
+            write(std::io::ErrorKind::UnexpectedEof),
+            ErrorKind::BrokeOff
+        );
+        // Too slow is not worth a retry, nor is content that is not what was asked.
+        assert_eq!(write(std::io::ErrorKind::TimedOut), ErrorKind::Other);
+        let mismatch = t
+            .store
+            .write_blob(&digest, Some(4), &b"abcd"[..], |_| {})
+            .unwrap_err();
+        assert_eq!(mismatch.kind(), ErrorKind::Other);
+        assert!(!t.store.has_blob(&digest));
+        assert_eq!(fs::read_dir(t.store.tmp_dir()).unwrap().count(), 0);
     }
 }

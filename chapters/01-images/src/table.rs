@@ -1,20 +1,33 @@
 //! Output the way docker prints it: aligned tables, "4.26MB", "2 weeks ago".
 //!
 //! Learners compare our output with docker's side by side, so the formats
-//! follow docker's own (`text/tabwriter` with three spaces of padding,
-//! `go-units` for sizes and durations).
+//! follow docker's own (`text/tabwriter` with a minimum cell width of 10
+//! and three spaces of padding, `go-units` for sizes and durations).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 // ANCHOR: table
-/// Prints rows under headers, each column as wide as its widest cell plus
-/// three spaces, like docker's tables.
+/// The smallest width of a column, padding included: docker's tables are
+/// `tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)`, so `TAG` takes 10 columns.
+const MIN_WIDTH: usize = 10;
+/// Spaces after the widest cell of a column.
+const PADDING: usize = 3;
+
+/// Prints rows under headers, like docker's tables: each column (but the
+/// last) is as wide as its widest cell plus three spaces, and never
+/// narrower than ten.
 pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    let mut widths: Vec<usize> = headers
+        .iter()
+        .map(|h| h.chars().count() + PADDING)
+        .collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(cell.chars().count() + PADDING);
         }
+    }
+    for w in &mut widths {
+        *w = (*w).max(MIN_WIDTH);
     }
     let mut out = String::new();
     let header_row: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
@@ -23,7 +36,7 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
         for (i, cell) in row.iter().enumerate() {
             line.push_str(cell);
             if i + 1 < row.len() {
-                let pad = widths[i] - cell.chars().count() + 3;
+                let pad = widths[i] - cell.chars().count();
                 line.push_str(&" ".repeat(pad));
             }
         }
@@ -161,6 +174,11 @@ mod tests {
     #[test]
     fn aligns_columns() {
         let out = render(&["A", "BB"], &[vec!["long".into(), "x".into()]]);
-        assert_eq!(out, "A      BB\nlong   x\n");
+        assert_eq!(out, "A         BB\nlong      x\n");
+        let out = render(&["REPOSITORY", "TAG", "SIZE"], &[]);
+        assert_eq!(out, "REPOSITORY   TAG       SIZE\n");
+        let wide = "a-rather-long-name".to_string();
+        let out = render(&["NAME", "X"], &[vec![wide.clone(), "1".into()]]);
+        assert_eq!(out, format!("NAME{}X\n{wide}   1\n", " ".repeat(17)));
     }
 }

@@ -1,20 +1,19 @@
 //! The command line of chapter 02: chapter 01's image commands plus the
-//! layer commands. [`LayerCommand`] and [`run_layer_command`] are what
-//! chapter 3 flattens into its own command enum, as this chapter does with
-//! chapter 1's `ImageCommand`.
+//! layer commands. [`Command`] is every command so far and [`run_command`]
+//! runs one and returns the exit code: chapter 3 flattens `Command` into
+//! its own command enum once, as this chapter does with chapter 1's
+//! `ImageCommand`.
 
 use crate::changes::layer_changes;
 use crate::diff::write_layer;
-use crate::layer_store::{layers_with_diff_ids, HashingReader, LayerStore};
+use crate::layer_store::{layers_with_diff_ids, LayerStore};
+use crate::pipeline::apply_layer_blob;
 use crate::rootfs::Rootfs;
-use crate::unpack::{apply_layer, Mode};
-use ch01_images::archive::open_layer;
-use ch01_images::cli::{GlobalArgs, ImageCommand};
+use crate::unpack::Mode;
+use ch01_images::cli::{image_or_pull, GlobalArgs, ImageCommand};
 use ch01_images::digest::Digest;
 use ch01_images::durable::{write_atomically, Flush};
 use ch01_images::error::{Error, IoContext, Result};
-use ch01_images::pull::{pull, PullOptions};
-use ch01_images::reference::Reference;
 use ch01_images::store::{Image, Store};
 use ch01_images::table::{human_age, human_size, render};
 use clap::Subcommand;
@@ -80,19 +79,19 @@ impl Command {
     }
 }
 
-/// Runs any command of chapters 01 and 02.
-pub fn run_command(command: Command, globals: &GlobalArgs) -> Result<()> {
+/// Runs any command of chapters 01 and 02; returns the exit code.
+pub fn run_command(command: Command, globals: &GlobalArgs) -> Result<i32> {
     match command {
         Command::Images(command) => {
             let removes = matches!(command, ImageCommand::Rmi { .. });
-            ch01_images::cli::run_image_command(command, globals)?;
+            let code = ch01_images::cli::run_image_command(command, globals)?;
             if removes {
                 // Removing an image also removes its unpacked layers, unless shared.
                 prune_layers(&globals.root, &globals.store()?)?;
             }
-            Ok(())
+            Ok(code)
         }
-        Command::Layers(command) => run_layer_command(command, globals),
+        Command::Layers(command) => run_layer_command(command, globals).map(|()| 0),
     }
 }
 // ANCHOR_END: every_command
@@ -194,20 +193,6 @@ pub fn run_layer_command(command: LayerCommand, globals: &GlobalArgs) -> Result<
     }
 }
 
-/// The image, pulled first if it is not in the store (as `run` will do).
-fn image_or_pull(globals: &GlobalArgs, store: &Store, name: &str) -> Result<Image> {
-    if let Some(image) = store.find(name)? {
-        return Ok(image);
-    }
-    let reference = Reference::parse(name)?;
-    pull(
-        store,
-        &reference,
-        &globals.registry_options(),
-        &PullOptions::default(),
-    )
-}
-
 // ANCHOR: flat_unpack
 /// Applies the layers in order into one plain directory (no overlay).
 pub fn flat_unpack(store: &Store, image: &Image, dir: &Path) -> Result<()> {
@@ -233,9 +218,7 @@ pub fn flat_unpack(store: &Store, image: &Image, dir: &Path) -> Result<()> {
         );
         // The diff ID check, as for the shared layers: an uncompressed
         // layer has no gzip checksum to catch a flipped byte.
-        let mut reader = HashingReader::new(open_layer(store, layer)?);
-        apply_layer(&mut reader, dir, Mode::Flat)?;
-        let got = reader.digest();
+        let (_, got) = apply_layer_blob(store, layer, dir, Mode::Flat)?;
         if &got != diff_id {
             return Err(Error::new(format!(
                 "layer {} does not match its diff ID {diff_id} (got {got}): {} is incomplete — pull the image again",

@@ -13,8 +13,8 @@
 //! when the whole stream hashed to the expected diff ID. A damaged layer
 //! leaves nothing behind; a later unpack starts clean.
 
-use crate::unpack::{apply_layer, Mode};
-use ch01_images::archive::open_layer;
+use crate::pipeline::apply_layer_blob;
+use crate::unpack::Mode;
 use ch01_images::digest::{Digest, DigestWriter};
 use ch01_images::durable::{self, Flush};
 use ch01_images::error::{Error, IoContext, Result};
@@ -107,8 +107,28 @@ impl LayerStore {
     /// Makes sure every layer of `image` is unpacked; returns their
     /// directories from the bottom layer to the top one.
     pub fn ensure_image(&self, store: &Store, image: &Image) -> Result<Vec<PathBuf>> {
-        let layers = layers_with_diff_ids(image)?;
+        self.ensure_layers(store, &layers_with_diff_ids(image)?)
+    }
+
+    /// Makes sure each of `layers` (its blob and its diff ID, bottom first)
+    /// is unpacked; returns their directories in the same order. They need
+    /// not be an image's: a build step stands on its parent's layers.
+    pub fn ensure_layers(
+        &self,
+        store: &Store,
+        layers: &[(&Descriptor, &Digest)],
+    ) -> Result<Vec<PathBuf>> {
         let _lock = self.lock()?;
+        self.unpack_missing(store, layers)
+    }
+
+    /// The work of [`LayerStore::ensure_layers`], for a caller that holds
+    /// the lock already.
+    fn unpack_missing(
+        &self,
+        store: &Store,
+        layers: &[(&Descriptor, &Digest)],
+    ) -> Result<Vec<PathBuf>> {
         let mut dirs = Vec::new();
         for (layer, diff_id) in layers {
             let dir = self.layer_dir(diff_id);
@@ -140,9 +160,7 @@ impl LayerStore {
             Some(&format!("mkdir {d} && tar -xzf {} -C {d}", store.blob_path(&layer.digest).display(), d = dir.display())),
         );
         let result = (|| {
-            let mut reader = HashingReader::new(open_layer(store, layer)?);
-            apply_layer(&mut reader, &tmp, Mode::Overlay)?;
-            let got = reader.digest();
+            let (_, got) = apply_layer_blob(store, layer, &tmp, Mode::Overlay)?;
             if &got != diff_id {
                 return Err(Error::new(format!(
                     "layer {} does not match its diff ID: expected {diff_id}, got {got} — nothing kept; pull the image again",
@@ -164,18 +182,41 @@ impl LayerStore {
     // ANCHOR_END: unpack_layer
 
     // ANCHOR: users
-    /// Records that the root filesystem in `dir` uses these layers, so that
-    /// pruning keeps them while it exists (a mount, a container, a build step).
+    /// Unpacks what is missing of `layers` and records that the root
+    /// filesystem in `dir` uses them, so that pruning keeps them while it
+    /// exists (a mount, a container, a build step). Both happen in one
+    /// critical section under the lock that pruning takes too: a prune
+    /// sees the layers together with their user, never the layers alone
+    /// (which it would delete between our unpacking and our registering).
     /// `flush`: whether the record must survive a power cut (a kept
-    /// container) or not (a `--rm` container, a build step).
-    pub fn register_user(&self, dir: &Path, layers: &[Digest], flush: Flush) -> Result<()> {
+    /// container) or not (a `--rm` container, a build step). Returns the
+    /// layer directories, bottom first.
+    pub fn ensure_and_register(
+        &self,
+        store: &Store,
+        layers: &[(&Descriptor, &Digest)],
+        dir: &Path,
+        flush: Flush,
+    ) -> Result<Vec<PathBuf>> {
+        let _lock = self.lock()?;
+        let dirs = self.unpack_missing(store, layers)?;
+        // A prune drops a record whose directory does not exist (its owner
+        // died before making it): make the directory before the record.
+        fs::create_dir_all(dir).context("creating", dir)?;
+        let diff_ids: Vec<&Digest> = layers.iter().map(|(_, diff_id)| *diff_id).collect();
+        self.register_user(dir, &diff_ids, flush)?;
+        Ok(dirs)
+    }
+
+    /// Writes the record of one user; the caller holds the lock.
+    fn register_user(&self, dir: &Path, layers: &[&Digest], flush: Flush) -> Result<()> {
         let users = self.users_dir();
         fs::create_dir_all(&users).context("creating", &users)?;
         let record = serde_json::json!({ "dir": dir, "layers": layers });
         durable::write_flushing(&self.user_record(dir), record.to_string().as_bytes(), flush)
     }
 
-    /// Forgets a user recorded by [`LayerStore::register_user`].
+    /// Forgets a user recorded by [`LayerStore::ensure_and_register`].
     pub fn unregister_user(&self, dir: &Path) -> Result<()> {
         crate::unpack::remove_any(&self.user_record(dir))
     }
@@ -232,5 +273,68 @@ impl LayerStore {
     pub fn remove_layer(&self, diff_id: &Digest) -> Result<()> {
         let _ = fs::remove_file(self.dir.join(self.short_name(diff_id)));
         crate::unpack::remove_any(&self.layer_dir(diff_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// The race this closes: a prune (which holds the lock) must find a
+    /// new root filesystem's layers together with its record, or neither.
+    #[test]
+    fn unpacking_and_registering_are_one_critical_section() {
+        let base = std::env::temp_dir().join(format!("crabbox-layers-{}", std::process::id()));
+        let root = base.join("root");
+        let store = Store::open(&root).unwrap();
+        // One layer, stored as chapter 5 will store a layer it made.
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(3);
+        header.set_mode(0o644);
+        header.set_uid(nix::unistd::geteuid().as_raw().into());
+        header.set_gid(nix::unistd::getegid().as_raw().into());
+        header.set_cksum();
+        tar.append_data(&mut header, "hi", &b"hi\n"[..]).unwrap();
+        let tar = tar.into_inner().unwrap();
+        fs::write(base.join("layer.tar"), &tar).unwrap();
+        let diff_id = Digest::of(&tar);
+        let blob = store
+            .import_layer(&base.join("layer.tar"), &diff_id)
+            .unwrap();
+
+        let layer_store = LayerStore::open(&root).unwrap();
+        let user = base.join("user");
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            // Hold the lock as a prune would.
+            let prune = layer_store.lock().unwrap();
+            let worker = scope.spawn(|| {
+                let dirs = LayerStore::open(&root)
+                    .unwrap()
+                    .ensure_and_register(&store, &[(&blob, &diff_id)], &user, Flush::Later)
+                    .unwrap();
+                done.store(true, Ordering::SeqCst);
+                dirs
+            });
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert!(!done.load(Ordering::SeqCst), "it did not wait for the lock");
+            assert!(!layer_store.layer_dir(&diff_id).exists());
+            assert!(layer_store.layers_in_use().unwrap().is_empty());
+            drop(prune);
+            let dirs = worker.join().unwrap();
+            assert_eq!(dirs, vec![layer_store.layer_dir(&diff_id)]);
+        });
+        assert_eq!(
+            fs::read(layer_store.layer_dir(&diff_id).join("hi")).unwrap(),
+            b"hi\n"
+        );
+        // Registered, with its directory made first: a prune keeps the layer.
+        assert!(user.is_dir());
+        assert!(layer_store.layers_in_use().unwrap().contains(&diff_id));
+        layer_store.unregister_user(&user).unwrap();
+        assert!(layer_store.layers_in_use().unwrap().is_empty());
+        let _ = fs::remove_dir_all(&base);
     }
 }

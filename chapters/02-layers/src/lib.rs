@@ -7,9 +7,12 @@
 //! 1. [`whiteout`]: how a layer says "deleted", in OCI and in overlayfs;
 //! 2. [`contain`]: keeping every write of a hostile tar inside its directory;
 //! 3. [`unpack`]: applying one layer, for overlayfs or flat;
+//!    [`pipeline`]: its gunzip in a second thread, on a second core;
 //! 4. [`layer_store`]: each layer unpacked once, verified, shared;
 //! 5. [`overlay`] and [`rootfs`]: the overlay mount, and the `Rootfs`
-//!    extension point chapters 3 and 5 use;
+//!    extension point chapters 3 and 5 use (`Rootfs::prepare` over an
+//!    image, `Rootfs::prepare_layers` over any list of layers, such as a
+//!    build step's parent);
 //! 6. [`diff`]: an upper directory turned back into a layer;
 //! 7. [`changes`]: what each layer adds, changes and deletes.
 
@@ -19,6 +22,7 @@ pub mod contain;
 pub mod diff;
 pub mod layer_store;
 pub mod overlay;
+pub mod pipeline;
 pub mod rootfs;
 pub mod unpack;
 pub mod whiteout;

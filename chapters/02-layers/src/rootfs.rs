@@ -6,16 +6,19 @@
 //! upper directory into a new layer with [`crate::diff`]. The life of one:
 //!
 //! ```text
-//! prepare  unpack the image's layers once (shared), make upper/ and work/
+//! prepare  unpack the layers once (shared), register as their user,
+//!          make upper/ and work/
 //! mount    mount -t overlay … at the target
 //! unmount  umount the target
 //! remove   unmount if needed, delete upper/ and work/ (the layers stay)
 //! ```
 
-use crate::layer_store::LayerStore;
+use crate::layer_store::{layers_with_diff_ids, LayerStore};
 use crate::overlay::{self, OverlayMount};
+use ch01_images::digest::Digest;
 use ch01_images::durable::Flush;
 use ch01_images::error::{IoContext, Result};
+use ch01_images::manifest::Descriptor;
 use ch01_images::store::{Image, Store};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,16 +31,17 @@ pub struct Rootfs {
     pub dir: PathBuf,
     /// Where the merged tree appears.
     pub target: PathBuf,
-    /// The image's layer directories, bottom first (shared, read-only).
+    /// The layer directories, bottom first (shared, read-only).
     pub layers: Vec<PathBuf>,
     overlay: OverlayMount,
 }
 
 impl Rootfs {
-    /// Unpacks what is missing and creates the writable layer in `dir`.
-    /// `flush`: whether it must survive a power cut (a kept container, a
-    /// `mount`) or is thrown away after one run (`Flush::Later`: its
-    /// record is not flushed and the overlay is mounted `volatile`).
+    /// Unpacks what is missing of the image's layers and creates the
+    /// writable layer in `dir`. `flush`: whether it must survive a power
+    /// cut (a kept container, a `mount`) or is thrown away after one run
+    /// (`Flush::Later`: its record is not flushed and the overlay is
+    /// mounted `volatile`).
     pub fn prepare(
         root: &Path,
         store: &Store,
@@ -46,23 +50,35 @@ impl Rootfs {
         target: &Path,
         flush: Flush,
     ) -> Result<Rootfs> {
+        let layers = layers_with_diff_ids(image)?;
+        Rootfs::prepare_layers(root, store, &layers, dir, target, flush)
+    }
+
+    /// Like [`Rootfs::prepare`], over any list of layers (each its blob and
+    /// its diff ID, bottom first), not only a stored image's: a build
+    /// step's parent is its base image's layers plus those earlier steps
+    /// made, which no image names yet.
+    pub fn prepare_layers(
+        root: &Path,
+        store: &Store,
+        layers: &[(&Descriptor, &Digest)],
+        dir: &Path,
+        target: &Path,
+        flush: Flush,
+    ) -> Result<Rootfs> {
         let layer_store = LayerStore::open(root)?;
-        let layers = layer_store.ensure_image(store, image)?;
         // While this root filesystem exists, its layers are not pruned.
-        layer_store.register_user(dir, &image.config.rootfs.diff_ids, flush)?;
+        let layer_dirs = layer_store.ensure_and_register(store, layers, dir, flush)?;
         let upper = dir.join("upper");
         let work = dir.join("work");
         for d in [&upper, &work, &target.to_path_buf()] {
             fs::create_dir_all(d).context("creating", d)?;
         }
         // The top layer comes first in lowerdir.
-        let lowers = image
-            .config
-            .rootfs
-            .diff_ids
+        let lowers = layers
             .iter()
             .rev()
-            .map(|d| layer_store.short_name(d))
+            .map(|(_, diff_id)| layer_store.short_name(diff_id))
             .collect();
         let overlay = OverlayMount {
             base: layer_store.dir().to_path_buf(),
@@ -75,7 +91,7 @@ impl Rootfs {
         Ok(Rootfs {
             dir: dir.to_path_buf(),
             target: target.to_path_buf(),
-            layers,
+            layers: layer_dirs,
             overlay,
         })
     }
