@@ -64,11 +64,37 @@ pub struct ResourceArgs {
 }
 // ANCHOR_END: args
 
+/// The limits of `run`'s resource flags, parsed: what `create` takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Limits {
+    /// `--memory`: bytes of RAM.
+    pub memory: Option<u64>,
+    /// `--memory-swap`: bytes of RAM and swap together (-1: unlimited swap).
+    pub memory_swap: Option<i64>,
+    /// `--pids-limit`.
+    pub pids: Option<u64>,
+    /// `--cpus`.
+    pub cpus: Option<f64>,
+}
+
+impl Limits {
+    /// These limits on container `id`'s cgroup, `crabbox/<id>`. Every
+    /// container has one, for its devices if for nothing else.
+    pub fn in_cgroup(self, id: &str) -> Resources {
+        Resources {
+            cgroup: format!("crabbox/{id}"),
+            memory: self.memory,
+            memory_swap: self.memory_swap,
+            pids: self.pids,
+            cpus: self.cpus,
+        }
+    }
+}
+
 impl ResourceArgs {
-    /// The cgroup and limits of container `id`. Always `Some`: every
-    /// container has a cgroup, for its devices if for nothing else (the
-    /// `Option` reads the configs of older containers, made without one).
-    pub fn resources(&self, id: &str) -> Result<Option<Resources>> {
+    /// The limits these flags ask for, checked as docker does (an error
+    /// names the flag; `run` then exits 125, having made nothing).
+    pub fn parse(&self) -> Result<Limits> {
         let size = |flag: &str, text: &str| {
             parse_bytes(text).map_err(|e| Error::new(format!("invalid {flag} {}", e.message())))
         };
@@ -107,13 +133,12 @@ impl ResourceArgs {
         if self.pids_limit == Some(0) {
             return Err(Error::new("invalid --pids-limit 0: give at least 1"));
         }
-        Ok(Some(Resources {
-            cgroup: format!("crabbox/{id}"),
+        Ok(Limits {
             memory,
             memory_swap,
             pids: self.pids_limit,
             cpus: self.cpus,
-        }))
+        })
     }
 }
 
@@ -495,14 +520,14 @@ mod tests {
 
     #[test]
     fn every_container_gets_a_cgroup() {
-        let plain = ResourceArgs::default().resources("abc").unwrap().unwrap();
+        let plain = ResourceArgs::default().parse().unwrap().in_cgroup("abc");
         assert_eq!(plain.cgroup, "crabbox/abc");
         assert_eq!((plain.memory, plain.pids, plain.cpus), (None, None, None));
         let args = ResourceArgs {
             pids_limit: Some(20),
             ..Default::default()
         };
-        let r = args.resources("abc").unwrap().unwrap();
+        let r = args.parse().unwrap().in_cgroup("abc");
         assert_eq!(r.cgroup, "crabbox/abc");
         assert_eq!(r.pids, Some(20));
     }
@@ -515,8 +540,8 @@ mod tests {
                 memory_swap: swap.map(String::from),
                 ..Default::default()
             }
-            .resources("abc")
-            .map(|r| r.and_then(|r| r.memory_swap))
+            .parse()
+            .map(|limits| limits.memory_swap)
         };
         assert_eq!(with(Some("16m"), None).unwrap(), Some(32 << 20));
         assert_eq!(with(Some("16m"), Some("-1")).unwrap(), Some(-1));

@@ -1,34 +1,86 @@
 //! The command line of chapter 03: `run`, and the commands that manage
 //! containers afterwards: `ps`, `logs`, `stop`, `kill`, `rm`, `prune`,
 //! `exec` (and `inspect`, which looks for a container before an image).
-//! [`RunCommand`] is flattened
-//! after chapter 1's `ImageCommand` and chapter 2's `LayerCommand` in this
-//! chapter's binary, as chapter 2 does with chapter 1's.
+//! [`Command`] is every command so far: chapter 2's [`Command`](layers_cli::Command)
+//! flattened, then [`RunCommand`]; [`run_command`] runs one and returns
+//! the exit code. The commands take a type parameter, the
+//! [`Extension`] whose flags and steps a later chapter adds (none here).
 
+use crate::create::CreateOptions;
 use crate::exec::{self, ExecOptions};
-use crate::lifecycle::{self, Container, CreateOptions};
-use crate::process::NarrateHooks;
+use crate::extension::{Extension, ExtensionHooks, NoArgs, NoExtension};
+use crate::find::find;
+use crate::lifecycle::{self, Container};
 use crate::spec::Overrides;
+use crate::state::effective_state;
 use crate::{logs, monitor, ps, remove, stop};
-use ch01_images::cli::GlobalArgs;
-use ch01_images::error::{Error, Result};
-use ch01_images::pull::{pull, PullOptions};
-use ch01_images::reference::Reference;
-use ch01_images::store::{Image, Store};
+use ch01_images::cli::{image_or_pull, GlobalArgs, ImageCommand};
+use ch01_images::error::{Error, ErrorKind, Result};
+use ch02_layers::cli as layers_cli;
 use clap::{Args, Subcommand};
-use std::io::Write;
-use std::os::fd::AsRawFd;
+
+// ANCHOR: every_command
+/// Every command so far: chapters 01 and 02's, then this chapter's, with
+/// the flags of the extension `E` (a later chapter's; none by default).
+#[derive(Subcommand, Clone, Debug)]
+pub enum Command<E: Extension = NoExtension> {
+    #[command(flatten)]
+    Earlier(layers_cli::Command),
+    #[command(flatten)]
+    Run(RunCommand<E>),
+}
+
+impl<E: Extension> Command<E> {
+    /// The name of the command, for error messages (`run: …`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Earlier(command) => command.name(),
+            Command::Run(command) => command_name(command),
+        }
+    }
+}
+
+/// Runs any command of chapters 01 to 03 with `extension`; returns the
+/// exit code (`run`'s is the container's). The commands this chapter
+/// changes come first (`inspect`: a container before an image; `rmi`: not
+/// an image a container uses); the rest are chapter 2's, as they were.
+pub fn run_command<E: Extension>(
+    command: Command<E>,
+    globals: &GlobalArgs,
+    extension: &E,
+) -> Result<i32> {
+    match command {
+        Command::Earlier(layers_cli::Command::Images(ImageCommand::Inspect { images })) => {
+            crate::inspect::inspect(globals, &images, extension)
+        }
+        Command::Earlier(layers_cli::Command::Images(ImageCommand::Rmi {
+            force: false,
+            images,
+        })) => {
+            remove::refuse_rmi_of_used_images(&globals.root, &globals.store()?, &images)?;
+            let command = ImageCommand::Rmi {
+                force: false,
+                images,
+            };
+            layers_cli::run_command(layers_cli::Command::Images(command), globals)
+        }
+        Command::Earlier(command) => layers_cli::run_command(command, globals),
+        Command::Run(command) => run_run_command(command, globals, extension),
+    }
+}
+// ANCHOR_END: every_command
 
 // ANCHOR: commands
-/// The container commands (chapter 03).
+/// The container commands (chapter 03), with an extension's flags on
+/// `run`, `create`, `start` and `rm`.
 #[derive(Subcommand, Clone, Debug)]
-pub enum RunCommand {
+pub enum RunCommand<E: Extension = NoExtension> {
     /// Create and start a container from an image (pulled first if missing), and wait for it
     #[command(disable_help_flag = true)]
-    Run(Box<RunArgs>),
+    Run(Box<RunArgs<E::RunArgs>>),
     /// Create a container without starting it (run's flags; start it with start)
     #[command(disable_help_flag = true)]
-    Create(Box<RunArgs>),
+    Create(Box<RunArgs<E::RunArgs>>),
     /// List containers (running ones; all with -a)
     Ps {
         /// Show all containers, stopped ones too
@@ -72,6 +124,8 @@ pub enum RunCommand {
         /// Attach stdin too (implies -a)
         #[arg(short, long)]
         interactive: bool,
+        #[command(flatten)]
+        extension: E::StartArgs,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -80,6 +134,8 @@ pub enum RunCommand {
         /// Kill a running container, then remove it
         #[arg(short, long)]
         force: bool,
+        #[command(flatten)]
+        extension: E::RmArgs,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -113,9 +169,10 @@ pub enum RunCommand {
     },
 }
 
-/// `run [OPTIONS] IMAGE [COMMAND [ARG...]]`, with docker's flags.
+/// `run [OPTIONS] IMAGE [COMMAND [ARG...]]`, with docker's flags and an
+/// extension's (`X`).
 #[derive(Args, Clone, Debug)]
-pub struct RunArgs {
+pub struct RunArgs<X: Args = NoArgs> {
     /// Remove the container (writable layer included) when it exits
     #[arg(long)]
     pub rm: bool,
@@ -155,6 +212,9 @@ pub struct RunArgs {
     /// Seconds `stop` waits for the container before SIGKILL (default 10)
     #[arg(long, value_name = "SECONDS")]
     pub stop_timeout: Option<u64>,
+    /// A later chapter's flags (see `extension`).
+    #[command(flatten)]
+    pub extension: X,
     /// Print help (`-h` is --hostname, as with docker)
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -179,7 +239,7 @@ Examples:
   ch03-run stop -t 2 web && ch03-run rm web  # SIGTERM, SIGKILL after 2 s, then remove";
 
 /// The name of a command, for error messages.
-pub fn command_name(command: &RunCommand) -> &'static str {
+pub fn command_name<E: Extension>(command: &RunCommand<E>) -> &'static str {
     match command {
         RunCommand::Run(_) => "run",
         RunCommand::Create(_) => "create",
@@ -195,16 +255,20 @@ pub fn command_name(command: &RunCommand) -> &'static str {
 }
 
 /// Runs a container command; returns the exit code `run` must exit with.
-pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32> {
+pub fn run_run_command<E: Extension>(
+    command: RunCommand<E>,
+    globals: &GlobalArgs,
+    extension: &E,
+) -> Result<i32> {
     match command {
-        RunCommand::Run(args) => run(*args, globals),
+        RunCommand::Run(args) => run(*args, globals, extension),
         RunCommand::Create(args) => {
             if args.detach {
                 return Err(Error::new(
                     "create never starts the container, so -d means nothing here: start it with start (detached) or start -a",
                 ));
             }
-            let container = create(*args, globals)?;
+            let container = create(*args, globals, extension)?;
             println!("{}", container.config.id);
             Ok(0)
         }
@@ -213,7 +277,8 @@ pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32>
             quiet,
             no_trunc,
         } => {
-            print!("{}", ps::ps_table(&globals.root, all, quiet, no_trunc));
+            let table = ps::ps_table(&globals.root, all, quiet, no_trunc, extension);
+            print!("{table}");
             Ok(0)
         }
         RunCommand::Logs { follow, container } => {
@@ -234,6 +299,7 @@ pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32>
         RunCommand::Start {
             attach,
             interactive,
+            extension: args,
             containers,
         } => {
             if attach || interactive {
@@ -242,16 +308,20 @@ pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32>
                         "you cannot start and attach multiple containers at once",
                     ));
                 };
-                return start_attached(globals, name, interactive);
+                return start_attached(globals, name, interactive, extension, &args);
             }
             Ok(each("start", &containers, |name| {
-                start_detached(globals, name)
+                start_detached(globals, name, extension, &args)
             }))
         }
-        RunCommand::Rm { force, containers } => Ok(each_in_parallel("rm", &containers, |name| {
-            remove::remove(&globals.root, name, force)
+        RunCommand::Rm {
+            force,
+            extension: args,
+            containers,
+        } => Ok(each_in_parallel("rm", &containers, |name| {
+            remove::remove(&globals.root, name, force, extension, &args)
         })),
-        RunCommand::Prune { force: _ } => remove::prune(&globals.root),
+        RunCommand::Prune { force: _ } => remove::prune(&globals.root, extension),
         RunCommand::Exec {
             env,
             workdir,
@@ -261,7 +331,7 @@ pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32>
             container,
             command,
         } => {
-            let found = lifecycle::find(&globals.root, &container)?;
+            let found = find(&globals.root, &container)?;
             let options = ExecOptions {
                 env,
                 workdir,
@@ -277,28 +347,43 @@ pub fn run_run_command(command: RunCommand, globals: &GlobalArgs) -> Result<i32>
 // ANCHOR: run
 /// `run` = pull if missing + create + start + wait (+ delete with `--rm`).
 /// Detached (`-d`), a monitor process waits instead of us (see `monitor`).
-pub fn run(args: RunArgs, globals: &GlobalArgs) -> Result<i32> {
+pub fn run<E: Extension>(
+    args: RunArgs<E::RunArgs>,
+    globals: &GlobalArgs,
+    extension: &E,
+) -> Result<i32> {
     let detach = args.detach;
-    let container = create(args, globals)?;
+    let mut container = create(args, globals, extension)?;
+    let started = extension.before_start(&E::StartArgs::default(), &mut container);
+    if let Err(e) = started {
+        // As when starting fails: the container stays "created", or goes with --rm.
+        if container.config.auto_remove {
+            let _ = remove::delete(container, extension);
+        }
+        return Err(e);
+    }
     if detach {
         // The monitor waits instead of us; the ID is all we print.
         let id = container.config.id.clone();
-        monitor::start_detached(container)?;
+        monitor::start_detached(container, extension)?;
         println!("{id}");
         return Ok(0);
     }
-    in_foreground(container)
+    in_foreground(container, extension)
 }
 
 /// Starts the container and waits for it here; its exit code becomes
 /// ours. With `--rm` it is removed afterwards, even when starting failed:
 /// `--rm` leaves nothing behind.
-fn in_foreground(container: Container) -> Result<i32> {
-    let mut hooks = NarrateHooks;
+fn in_foreground<E: Extension>(container: Container, extension: &E) -> Result<i32> {
+    let mut hooks = ExtensionHooks {
+        extension,
+        container: &container,
+    };
     let result = lifecycle::start(&container, &mut hooks)
-        .and_then(|pid| lifecycle::wait(&container, pid, &mut hooks));
+        .and_then(|spawned| lifecycle::wait(&container, spawned, &mut hooks));
     if container.config.auto_remove {
-        let removed = lifecycle::delete(container);
+        let removed = remove::delete(container, extension);
         let code = result?;
         removed?;
         return Ok(code);
@@ -309,19 +394,27 @@ fn in_foreground(container: Container) -> Result<i32> {
 
 /// `create`: the first half of `run`: the image (pulled if missing) and
 /// the container made from it, not started (`start` does that).
-fn create(args: RunArgs, globals: &GlobalArgs) -> Result<Container> {
+fn create<E: Extension>(
+    args: RunArgs<E::RunArgs>,
+    globals: &GlobalArgs,
+    extension: &E,
+) -> Result<Container> {
     if let Some(signal) = &args.stop_signal {
         stop::parse_signal(signal)?;
     }
     // Checked before the image is pulled: a refused run makes nothing.
     if let Some(hostname) = &args.hostname {
-        lifecycle::check_hostname(hostname)?;
+        crate::etc::check_hostname(hostname)?;
     }
     let security = args.security.security()?;
+    let resources = args.resources.parse()?;
     let store = globals.store()?;
     // Pulling uses threads; they are all joined when it returns, before
     // any namespace work (which needs a single-threaded process).
-    let image = image_or_pull(globals, &store, &args.image)?;
+    let image = image_or_pull(globals, &store, &args.image).map_err(|e| match e.kind() {
+        ErrorKind::ImageRemoved => crate::create::image_removed(&args.image),
+        _ => e,
+    })?;
     let options = CreateOptions {
         name: args.name,
         hostname: args.hostname,
@@ -335,34 +428,54 @@ fn create(args: RunArgs, globals: &GlobalArgs) -> Result<Container> {
         stdin: args.interactive,
         tty: args.terminal.tty,
         init: args.terminal.init,
-        resources: args.resources,
+        resources,
         security,
         auto_remove: args.rm,
         detach: args.detach,
         stop_signal: args.stop_signal,
         stop_timeout: args.stop_timeout,
     };
-    lifecycle::create(&globals.root, &store, &image, &args.image, &options)
+    crate::create::create(
+        &globals.root,
+        &store,
+        &image,
+        &args.image,
+        &options,
+        extension,
+        &args.extension,
+    )
 }
 
 // ANCHOR: start
 /// `start NAME`: a stopped container runs again under a monitor, as with
 /// `run -d`. A running one is left alone.
-fn start_detached(globals: &GlobalArgs, name: &str) -> Result<()> {
-    let found = lifecycle::find(&globals.root, name)?;
-    if lifecycle::effective_state(&found.dir).status == "running" {
+fn start_detached<E: Extension>(
+    globals: &GlobalArgs,
+    name: &str,
+    extension: &E,
+    args: &E::StartArgs,
+) -> Result<()> {
+    let found = find(&globals.root, name)?;
+    if effective_state(&found.dir).is_running() {
         return Ok(());
     }
     let mut container = lifecycle::reopen(&globals.root, &globals.store()?, &found)?;
     container.config.spec.process.die_with_parent = false;
-    monitor::start_detached(container)
+    extension.before_start(args, &mut container)?;
+    monitor::start_detached(container, extension)
 }
 
 /// `start -a [-i] NAME`: runs it again in the foreground, as `run`
 /// without `-d` does; its exit code becomes ours.
-fn start_attached(globals: &GlobalArgs, name: &str, stdin: bool) -> Result<i32> {
-    let found = lifecycle::find(&globals.root, name)?;
-    if lifecycle::effective_state(&found.dir).status == "running" {
+fn start_attached<E: Extension>(
+    globals: &GlobalArgs,
+    name: &str,
+    stdin: bool,
+    extension: &E,
+    args: &E::StartArgs,
+) -> Result<i32> {
+    let found = find(&globals.root, name)?;
+    if effective_state(&found.dir).is_running() {
         return Err(Error::new(format!(
             "container {name} is already running: use exec to run something else in it, or logs -f to follow it"
         ))
@@ -371,51 +484,11 @@ fn start_attached(globals: &GlobalArgs, name: &str, stdin: bool) -> Result<i32> 
     let mut container = lifecycle::reopen(&globals.root, &globals.store()?, &found)?;
     container.config.spec.process.die_with_parent = true;
     container.config.spec.process.stdin |= stdin;
+    extension.before_start(args, &mut container)?;
     // `create --rm`: removed once it has run, as with run --rm.
-    in_foreground(container)
+    in_foreground(container, extension)
 }
 // ANCHOR_END: start
-
-/// The image from the store, or pulled first as docker does ("Unable to
-/// find image … locally"). Pull messages go to stderr: stdout is the
-/// container's alone.
-fn image_or_pull(globals: &GlobalArgs, store: &Store, name: &str) -> Result<Image> {
-    match store.find(name) {
-        Ok(Some(image)) => return Ok(image),
-        Ok(None) => {}
-        // `rmi -f` of it right now: its blobs went after its name was read.
-        Err(e) => {
-            return Err(match store.find(name) {
-                Ok(None) => lifecycle::image_removed(name),
-                _ => e,
-            })
-        }
-    }
-    let reference = Reference::parse(name)?;
-    eprintln!("Unable to find image '{}' locally", reference.familiar());
-    let pulled = with_stdout_on_stderr(|| {
-        pull(
-            store,
-            &reference,
-            &globals.registry_options(),
-            &PullOptions::default(),
-        )
-    })?;
-    Ok(pulled)
-}
-
-/// Runs `f` with file descriptor 1 pointing at stderr, then puts it back.
-fn with_stdout_on_stderr<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let saved = nix::unistd::dup(1).map_err(|e| Error::new(format!("dup stdout: {e}")))?;
-    let _ = std::io::stdout().flush();
-    nix::unistd::dup2(std::io::stderr().as_raw_fd(), 1)
-        .map_err(|e| Error::new(format!("dup2: {e}")))?;
-    let result = f();
-    let _ = std::io::stdout().flush();
-    let _ = nix::unistd::dup2(saved, 1);
-    let _ = nix::unistd::close(saved);
-    result
-}
 
 // ANCHOR: container_commands
 /// Runs `action` on each named container as docker does: prints the name
@@ -494,7 +567,7 @@ mod tests {
     #[derive(Parser)]
     struct Cli {
         #[command(subcommand)]
-        command: RunCommand,
+        command: Command,
     }
 
     #[test]
@@ -512,7 +585,7 @@ mod tests {
             "echo -n hi",
             "--rm",
         ]);
-        let RunCommand::Run(args) = cli.command else {
+        let Command::Run(RunCommand::Run(args)) = cli.command else {
             panic!("not run")
         };
         assert!(args.rm);

@@ -25,18 +25,20 @@
 //! as its controlling terminal, and relays the master to the caller's
 //! terminal exactly as `run -it` does (see `pty`).
 
-use crate::capabilities;
-use crate::lifecycle::{self, Found};
-use crate::process::{self, Failure};
+use crate::child;
+use crate::exec_command::{self, Command, Failure};
+use crate::find::Found;
+use crate::process;
+use crate::state::{alive, effective_state};
 use crate::user;
 use ch01_images::error::{Error, Result};
 use ch01_images::explain;
 use nix::sched::CloneFlags;
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::Read;
+use std::os::fd::{IntoRawFd, OwnedFd};
 use std::path::Path;
 
 /// `exec` flags beyond the command.
@@ -66,18 +68,14 @@ const JOIN: [(&str, &str, CloneFlags); 5] = [
 // ANCHOR: exec
 /// Runs `args` in the running container; returns the command's exit code.
 pub fn exec(found: &Found, options: &ExecOptions, args: &[String]) -> Result<i32> {
-    let state = lifecycle::effective_state(&found.dir);
+    let state = effective_state(&found.dir);
     let not_running =
         || Error::new(format!("container {} is not running", found.config.id)).with_exit_code(1);
     let pid = match state.pid {
-        Some(pid) if state.status == "running" => pid,
+        Some(pid) if state.is_running() => pid,
         _ => return Err(not_running()),
     };
-    if process::thread_count() != 1 {
-        return Err(Error::new(
-            "internal error: the engine has threads running; setns needs a single-threaded process",
-        ));
-    }
+    process::require_single_thread("setns needs a single-threaded process")?;
     explain::step(
         &format!("join the namespaces of the container's PID 1 (PID {pid} on the host), the mount namespace last, then fork into its PID namespace"),
         Some(&format!(
@@ -92,7 +90,7 @@ pub fn exec(found: &Found, options: &ExecOptions, args: &[String]) -> Result<i32
         namespaces.push((OwnedFd::from(file), flag));
     }
     // Opened, then checked: the PID was still the container's PID 1.
-    if !lifecycle::alive(Some(pid), state.pid_start) {
+    if !alive(Some(pid), state.pid_start) {
         return Err(not_running());
     }
     // Compiled here, on the host, where the cache is (see `seccomp`).
@@ -102,29 +100,24 @@ pub fn exec(found: &Found, options: &ExecOptions, args: &[String]) -> Result<i32
     match unsafe { fork() }.map_err(|e| Error::new(format!("fork: {e}")))? {
         ForkResult::Child => {
             // M joins the container's namespaces: non-dumpable from here
-            // to G's exec (see `process`, CVE-2019-5736); G inherits it.
+            // to G's exec (see `child`, CVE-2019-5736); G inherits it.
             // SAFETY: prctl with integer arguments.
             unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
             drop(report_read);
-            let mut report = File::from(report_write);
             let Failure(code, message) = match enter(found, options, args, namespaces, &seccomp) {
+                // SAFETY: M ends here with G's code, running none of the
+                // caller's exit-time code (it is a fork of the caller).
                 Ok(code) => unsafe { libc::_exit(code) },
                 Err(failure) => failure,
             };
-            let _ = write!(report, "{code}\n{message}");
-            drop(report);
-            unsafe { libc::_exit(code) }
+            child::report_failure(report_write.into_raw_fd(), code, &message)
         }
         ForkResult::Parent { child } => {
             drop(report_write);
             drop(namespaces);
             let mut report = String::new();
             let _ = File::from(report_read).read_to_string(&mut report);
-            let code = match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, code)) => code,
-                Ok(WaitStatus::Signaled(_, signal, _)) => 128 + signal as i32,
-                _ => 125,
-            };
+            let code = waited(child);
             if report.is_empty() {
                 return Ok(code);
             }
@@ -168,7 +161,7 @@ fn enter(
     };
     // Blocked before G exists, so that its exit cannot be missed; G
     // unblocks them before it execs.
-    let watched = process::watched_signals();
+    let watched = crate::signals::watched_signals();
     watched
         .thread_block()
         .map_err(|e| fail("blocking signals", e))?;
@@ -193,18 +186,23 @@ fn enter(
                 return crate::pty::relay(master, child, options.stdin, &watched)
                     .map_err(|e| Failure(126, e.message().to_string()));
             }
-            let code = match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, code)) => code,
-                Ok(WaitStatus::Signaled(_, signal, _)) => 128 + signal as i32,
-                _ => 125,
-            };
-            Ok(code)
+            Ok(waited(child))
         }
     }
 }
 
-/// In G, inside the container: the same user, capabilities, no_new_privs
-/// and environment as its PID 1, then exec.
+/// Docker's exit code of `child` once it has ended (125 if it cannot be
+/// waited for).
+fn waited(child: nix::unistd::Pid) -> i32 {
+    waitpid(child, None)
+        .ok()
+        .and_then(process::exit_code)
+        .unwrap_or(125)
+}
+
+/// In G, inside the container: the same user, capabilities, no_new_privs,
+/// seccomp filter and environment as its PID 1 (with `-e`, `-u`, `-w`),
+/// then exec.
 fn become_command(
     found: &Found,
     options: &ExecOptions,
@@ -214,43 +212,24 @@ fn become_command(
     let spec = &found.config.spec.process;
     let setup = |m: String| Failure(126, m);
     let mut env = spec.env.clone();
-    for entry in &options.env {
-        let (key, value) = match entry.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => match std::env::var(entry) {
-                Ok(v) => (entry.clone(), v),
-                Err(_) => continue,
-            },
-        };
-        env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
-        env.push(format!("{key}={value}"));
-    }
+    crate::spec::merge_env(&mut env, &options.env);
     let user_spec = options.user.clone().unwrap_or_else(|| spec.user.clone());
     let ids = user::resolve(&user_spec, Path::new("/etc")).map_err(setup)?;
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", ids.home.as_deref().unwrap_or("/")));
-    }
     let cwd = options.workdir.clone().unwrap_or_else(|| spec.cwd.clone());
     nix::unistd::chdir(cwd.as_str()).map_err(|e| setup(format!("cd {cwd}: {e}")))?;
     if !options.stdin && !options.tty {
-        process::redirect_stdin_from_null().map_err(setup)?;
+        child::redirect_stdin_from_null().map_err(setup)?;
     }
-    capabilities::restrict_to(found.config.spec.security.capabilities).map_err(setup)?;
-    let groups: Vec<nix::unistd::Gid> = ids
-        .groups
-        .iter()
-        .map(|g| nix::unistd::Gid::from_raw(*g))
-        .collect();
-    nix::unistd::setgroups(&groups).map_err(|e| setup(format!("setgroups: {e}")))?;
-    nix::unistd::setgid(nix::unistd::Gid::from_raw(ids.gid))
-        .map_err(|e| setup(format!("setgid: {e}")))?;
-    nix::unistd::setuid(nix::unistd::Uid::from_raw(ids.uid))
-        .map_err(|e| setup(format!("setuid: {e}")))?;
-    capabilities::set_no_new_privs().map_err(setup)?;
-    let program = process::find_executable(&args[0], &env)?;
-    process::close_inherited_fds();
-    process::reset_signals();
-    // Last: the container's own seccomp filter, as for its PID 1.
-    crate::seccomp::install(seccomp).map_err(setup)?;
-    process::exec(&program, args, &env)
+    exec_command::become_command(
+        Command {
+            args,
+            env,
+            ids,
+            capabilities: found.config.spec.security.capabilities,
+            seccomp,
+            die_with_parent: None,
+            init: false,
+        },
+        setup,
+    )
 }

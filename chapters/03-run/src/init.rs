@@ -35,7 +35,8 @@
 //! `pivot_root`? Our binary is dynamically linked: its loader and libc
 //! would be looked for in the *image*, where they may not be.
 
-use crate::process::{self, Failure};
+use crate::child;
+use crate::exec_command::Failure;
 use crate::spec::ContainerSpec;
 use ch01_images::explain;
 use nix::sys::signal::{kill, SigSet, Signal};
@@ -161,14 +162,14 @@ fn c(s: &str) -> CString {
 }
 
 /// The first line of every chapter binary's `main`: when this process was
-/// started as the init (by [`reexec`]), it sets up the container, runs the
+/// started as the init (by `reexec`), it sets up the container, runs the
 /// command under the init and never returns; otherwise it returns at once.
 pub fn main_if_init() {
     let mut args = std::env::args();
     if args.next().as_deref() != Some(ARGV0) || args.next().as_deref() != Some("--") {
         return;
     }
-    // Dumpable again after exec: not for long (see `process`).
+    // Dumpable again after exec: not for long (see `child`).
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     // Our short name was the memfd's ("memfd:crabbox-i"): the init's own
@@ -192,8 +193,7 @@ pub fn main_if_init() {
     let Failure(code, message) = match spec {
         Some(spec) => match crate::seccomp::prepare(&spec.security) {
             Ok(seccomp) => {
-                match process::setup_and_exec(&spec, has_tty.then_some(TTY_FD), REPORT_FD, &seccomp)
-                {
+                match child::setup_and_exec(&spec, has_tty.then_some(TTY_FD), REPORT_FD, &seccomp) {
                     Ok(never) => match never {},
                     Err(failure) => failure,
                 }
@@ -202,7 +202,7 @@ pub fn main_if_init() {
         },
         None => Failure(125, "the init could not read its spec".into()),
     };
-    process::report_failure(REPORT_FD, code, &message)
+    child::report_failure(REPORT_FD, code, &message)
 }
 // ANCHOR_END: reexec
 
@@ -253,11 +253,10 @@ fn supervise(command: Pid) -> i32 {
         // Reap everything that has exited: the command, and any orphan.
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, c)) if pid == command => code = Some(c),
-                Ok(WaitStatus::Signaled(pid, s, _)) if pid == command => {
-                    code = Some(128 + s as i32)
-                }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(status) if status.pid() == Some(command) => {
+                    code = crate::process::exit_code(status).or(code);
+                }
                 Ok(_) => {}
             }
         }

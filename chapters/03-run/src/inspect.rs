@@ -1,20 +1,25 @@
 //! `inspect`: a container (or, when no container has that name, an
 //! image) as JSON, with the fields of `docker inspect` this engine knows.
 
-use crate::lifecycle::{self, Found};
+use crate::extension::Extension;
+use crate::find::{self, Found};
 use crate::logs;
+use crate::state::effective_state;
 use ch01_images::cli::GlobalArgs;
 use ch01_images::error::Result;
 
 /// `inspect NAME…`: a container when one has that name or ID, otherwise
-/// an image, as docker does. Returns the exit code (1 if any was missing).
-pub fn inspect(globals: &GlobalArgs, names: &[String]) -> Result<i32> {
+/// an image, as docker does, with `extension`'s fields for a container.
+/// Returns the exit code (1 if any was missing).
+pub fn inspect(globals: &GlobalArgs, names: &[String], extension: &impl Extension) -> Result<i32> {
     let store = globals.store()?;
     let mut found = Vec::new();
     let mut code = 0;
     for name in names {
-        if let Ok(container) = lifecycle::find(&globals.root, name) {
-            found.push(container_json(&container));
+        if let Ok(container) = find::find(&globals.root, name) {
+            let mut json = container_json(&container);
+            extension.inspect(&container.config, &mut json);
+            found.push(json);
         } else if let Ok(image) = store.get(name) {
             found.push(ch01_images::cli::inspect_json(&store, &image));
         } else {
@@ -32,10 +37,10 @@ pub fn inspect(globals: &GlobalArgs, names: &[String]) -> Result<i32> {
 /// The fields of `docker container inspect` this engine knows.
 pub fn container_json(found: &Found) -> serde_json::Value {
     let config = &found.config;
-    let state = lifecycle::effective_state(&found.dir);
+    let state = effective_state(&found.dir);
     let process = &config.spec.process;
     let time = |t: Option<u64>| t.map_or("0001-01-01T00:00:00Z".to_string(), logs::rfc3339);
-    let running = state.status == "running";
+    let running = state.is_running();
     serde_json::json!({
         "Id": config.id,
         "Created": logs::rfc3339(config.created),

@@ -9,7 +9,8 @@
 //! to the caller's terminal and was never copied (podman's "passthrough"
 //! log driver; docker's daemon copies everything, always).
 
-use crate::lifecycle;
+use crate::find;
+use crate::state::effective_state;
 use ch01_images::error::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -23,7 +24,7 @@ pub fn log_path(dir: &Path, id: &str) -> PathBuf {
 /// `logs [-f]`: the container's stdout and stderr from its json-file log,
 /// each to where it came from.
 pub fn logs(root: &Path, name: &str, follow: bool) -> Result<()> {
-    let found = lifecycle::find(root, name)?;
+    let found = find::find(root, name)?;
     let path = log_path(&found.dir, &found.config.id);
     if !path.exists() {
         return Err(Error::new(format!(
@@ -34,7 +35,7 @@ pub fn logs(root: &Path, name: &str, follow: bool) -> Result<()> {
     let mut offset = 0u64;
     loop {
         // Checked before reading: once it has exited, the log is complete.
-        let running = follow && lifecycle::effective_state(&found.dir).status == "running";
+        let running = follow && effective_state(&found.dir).is_running();
         offset = print_log_from(&path, offset)?;
         if !running {
             return Ok(());

@@ -17,9 +17,11 @@
 //! docker's `json-file` format, one JSON object per line:
 //! `{"log":"hello\n","stream":"stdout","time":"2026-11-28T06:30:00.123456789Z"}`.
 
+use crate::extension::{Extension, ExtensionHooks};
 use crate::lifecycle::{self, Container};
 use crate::logs::{log_path, Log};
-use crate::process::{self, NarrateHooks};
+use crate::process::{self, Spawned};
+use crate::{record, remove};
 use ch01_images::error::{Error, Result};
 use ch01_images::explain;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -33,13 +35,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 /// Starts the created container under a monitor that outlives us.
 /// Returns once its PID 1 runs (or with the reason it could not, and
 /// docker's exit code). With `--rm` (the config's `auto_remove`) the
-/// monitor removes the container when it exits (`run -d --rm`).
-pub fn start_detached(container: Container) -> Result<()> {
-    if process::thread_count() != 1 {
-        return Err(Error::new(
-            "internal error: the engine has threads running; fork needs a single-threaded process",
-        ));
-    }
+/// monitor removes the container when it exits (`run -d --rm`). The
+/// monitor runs `extension`'s hooks, and its `on_remove` with `--rm`.
+pub fn start_detached<E: Extension>(container: Container, extension: &E) -> Result<()> {
+    process::require_single_thread("fork needs a single-threaded process")?;
     let (report_read, report_write) = process::pipe()?;
     explain::step(
         "start a monitor process in its own session (double fork + setsid): it holds the container's PID 1, keeps its logs and records its exit",
@@ -52,7 +51,9 @@ pub fn start_detached(container: Container) -> Result<()> {
             let _ = nix::unistd::setsid();
             // SAFETY: still single-threaded.
             match unsafe { fork() } {
-                Ok(ForkResult::Child) => monitor_main(container, report_write),
+                Ok(ForkResult::Child) => monitor_main(container, report_write, extension),
+                // SAFETY: the first child ends here, running none of the
+                // caller's exit-time code (it is a fork of the caller).
                 _ => unsafe { libc::_exit(0) },
             }
         }
@@ -76,19 +77,19 @@ pub fn start_detached(container: Container) -> Result<()> {
 // ANCHOR_END: detach
 
 /// The monitor: never returns.
-fn monitor_main(container: Container, report: OwnedFd) -> ! {
+fn monitor_main<E: Extension>(container: Container, report: OwnedFd, extension: &E) -> ! {
     // SAFETY: ignoring a signal is always sound (the container's PID 1
     // gets every disposition reset before exec).
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let mut report = Some(File::from(report));
-    if let Err(e) = monitor(&container, &mut report) {
+    if let Err(e) = monitor(&container, &mut report, extension) {
         // Before "ok" the caller reads this; after, nobody does.
         if let Some(mut report) = report.take() {
             let _ = write!(report, "{}\n{}", e.exit_code(), e.message());
         }
     }
     if container.config.auto_remove {
-        let _ = lifecycle::delete(container);
+        let _ = remove::delete(container, extension);
     }
     // SAFETY: ends this process without running the caller's atexit code.
     unsafe { libc::_exit(0) }
@@ -101,7 +102,11 @@ fn dup2(from: &impl AsRawFd, to: i32) -> Result<()> {
 }
 
 // ANCHOR: monitor
-fn monitor(container: &Container, report: &mut Option<File>) -> Result<i32> {
+fn monitor<E: Extension>(
+    container: &Container,
+    report: &mut Option<File>,
+    extension: &E,
+) -> Result<i32> {
     let null = OpenOptions::new()
         .read(true)
         .write(true)
@@ -110,8 +115,9 @@ fn monitor(container: &Container, report: &mut Option<File>) -> Result<i32> {
     dup2(&null, 0)?;
     // The caller's stderr, kept only to pass on the --explain narration.
     let caller_stderr = File::from(
-        nix::unistd::dup(2)
-            .map(|fd| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+        std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
             .map_err(|e| Error::new(format!("dup: {e}")))?,
     );
     // The container's stdout and stderr are pipes read here.
@@ -121,15 +127,19 @@ fn monitor(container: &Container, report: &mut Option<File>) -> Result<i32> {
     dup2(&err_write, 2)?;
     drop(out_write);
     drop(err_write);
-    let started = lifecycle::start(container, &mut NarrateHooks);
+    let mut hooks = ExtensionHooks {
+        extension,
+        container,
+    };
+    let started = lifecycle::start(container, &mut hooks);
     // From here on only the container writes to the pipes.
     dup2(&null, 1)?;
     dup2(&null, 2)?;
     let mut log = match Log::open(&log_path(&container.dir, &container.config.id)) {
         Ok(log) => log,
         Err(e) => {
-            if let Ok(pid) = started {
-                abandon(container, pid);
+            if let Ok(spawned) = started {
+                abandon(container, spawned.pid);
             }
             return Err(e);
         }
@@ -137,15 +147,14 @@ fn monitor(container: &Container, report: &mut Option<File>) -> Result<i32> {
     // Everything narrated before exec is at the head of the stderr pipe:
     // it goes to the caller, the rest to the log.
     pass_on_narration(&err_read, caller_stderr, &mut log);
-    let pid = started?;
+    let Spawned { pid, terminal } = started?;
     // Like any daemon, keep no directory of the caller's busy (it could
     // not be unmounted while we live), unless our paths are relative to it.
     if container.dir.is_absolute() {
         let _ = nix::unistd::chdir("/");
     }
-    let recorded = lifecycle::update_state(&container.dir, |state| {
-        state.monitor_pid = Some(std::process::id() as i32);
-        state.monitor_start = lifecycle::start_time(std::process::id() as i32);
+    let recorded = record::update_state(&container.dir, |state| {
+        state.waited_by(std::process::id() as i32);
     });
     if let Err(e) = recorded {
         abandon(container, pid);
@@ -158,11 +167,11 @@ fn monitor(container: &Container, report: &mut Option<File>) -> Result<i32> {
     let mut outputs = vec![(out_read, "stdout"), (err_read, "stderr")];
     // -t: the container writes to its terminal; the monitor holds the
     // master and logs what comes out as "stdout", as docker does.
-    if let Some((master, _stdin)) = crate::pty::take_master() {
-        outputs.push((master, "stdout"));
+    if let Some(master) = terminal {
+        outputs.push((master.fd, "stdout"));
     }
     let code = pump(pid, outputs, &mut log)?;
-    lifecycle::finish(container, code, &mut NarrateHooks)
+    lifecycle::finish(container, code, &mut hooks)
 }
 // ANCHOR_END: monitor
 
@@ -224,13 +233,10 @@ fn pump(pid: Pid, outputs: Vec<(OwnedFd, &str)>, log: &mut Log) -> Result<i32> {
     }
 }
 
+/// Docker's exit code once PID 1 has ended (see `process::exit_code`);
+/// 255 if it cannot be waited for any more.
 fn exit_code(status: nix::Result<WaitStatus>) -> Option<i32> {
-    match status {
-        Ok(WaitStatus::Exited(_, code)) => Some(code),
-        Ok(WaitStatus::Signaled(_, signal, _)) => Some(128 + signal as i32),
-        Err(_) => Some(255),
-        _ => None,
-    }
+    status.map_or(Some(255), process::exit_code)
 }
 
 /// Moves the `[explain]` lines at the head of the container's stderr pipe

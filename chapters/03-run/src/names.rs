@@ -6,7 +6,8 @@
 //! ID; every command takes either. Our surnames are people whose work this
 //! workshop stands on: the Unix authors, the kernel developers behind
 //! namespaces, cgroups and overlayfs, and the first container systems
-//! (FreeBSD jails, Solaris zones, Docker).
+//! (FreeBSD jails, Solaris zones, Docker). Names given with `--name`
+//! follow docker's rule ([`valid_name`]).
 
 const ADJECTIVES: [&str; 24] = [
     "bold", "brave", "busy", "calm", "clever", "curious", "eager", "gentle", "happy", "humble",
@@ -49,6 +50,14 @@ pub fn generate(bytes: [u8; 2]) -> String {
     format!("{adjective}_{surname}")
 }
 
+/// docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,7 +68,15 @@ mod tests {
         assert_eq!(name, "calm_thompson");
         for a in 0..=255u8 {
             let name = generate([a, a.wrapping_mul(7)]);
-            assert!(crate::lifecycle::valid_name(&name), "{name}");
+            assert!(valid_name(&name), "{name}");
         }
+    }
+
+    #[test]
+    fn names_follow_dockers_rule() {
+        assert!(valid_name("web-1.a_b"));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("a"));
+        assert!(!valid_name("a/b"));
     }
 }

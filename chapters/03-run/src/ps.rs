@@ -2,9 +2,12 @@
 //! columns (CONTAINER ID, IMAGE, COMMAND, CREATED, STATUS, PORTS, NAMES).
 //!
 //! The STATUS is computed, not stored: a "running" container whose PID 1
-//! is gone is shown exited (see `lifecycle::effective_state`).
+//! is gone is shown exited (see `state::effective_state`).
 
-use crate::lifecycle;
+use crate::extension::Extension;
+use crate::find::list;
+use crate::record::{containers_dir, now, Config};
+use crate::state::{effective_state, State, Status};
 use ch01_images::table::{human_duration, render};
 use std::path::Path;
 
@@ -29,37 +32,44 @@ pub fn quoted_command(args: &[String], no_trunc: bool) -> String {
     format!("\"{cut}…\"")
 }
 
-/// docker's ps STATUS column.
-pub fn status_text(state: &lifecycle::State, now: u64) -> String {
+// ANCHOR: status_text
+/// docker's ps STATUS column: its words for each [`Status`].
+pub fn status_text(state: &State, now: u64) -> String {
     let since = |t: Option<u64>| human_duration(now.saturating_sub(t.unwrap_or(now)));
-    match state.status.as_str() {
-        "running" => format!("Up {}", since(state.started)),
-        "exited" => format!(
+    match state.status {
+        Status::Running => format!("Up {}", since(state.started)),
+        Status::Exited => format!(
             "Exited ({}) {} ago",
             state.exit_code.unwrap_or(0),
             since(state.finished)
         ),
-        "created" => "Created".into(),
+        Status::Created => "Created".into(),
         // Its creation was interrupted, or a file of it was deleted.
-        "dead" => "Dead".into(),
-        other => other.to_string(),
+        Status::Dead => "Dead".into(),
     }
 }
+// ANCHOR_END: status_text
 
 /// `ps`: CONTAINER ID, IMAGE, COMMAND, CREATED, STATUS, PORTS, NAMES,
-/// newest first.
-pub fn ps_table(root: &Path, all: bool, quiet: bool, no_trunc: bool) -> String {
-    let now = lifecycle::now();
-    let mut containers: Vec<(lifecycle::Config, lifecycle::State)> = lifecycle::list(root)
+/// newest first. PORTS is `extension`'s (empty in this chapter).
+pub fn ps_table(
+    root: &Path,
+    all: bool,
+    quiet: bool,
+    no_trunc: bool,
+    extension: &impl Extension,
+) -> String {
+    let now = now();
+    let mut containers: Vec<(Config, State)> = list(root)
         .into_iter()
         .map(|c| {
-            let state = lifecycle::effective_state(&lifecycle::containers_dir(root).join(&c.id));
+            let state = effective_state(&containers_dir(root).join(&c.id));
             (c, state)
         })
-        .filter(|(_, s)| all || s.status == "running")
+        .filter(|(_, s)| all || s.is_running())
         .collect();
     containers.sort_by_key(|c| std::cmp::Reverse(c.0.created));
-    let id = |c: &lifecycle::Config| {
+    let id = |c: &Config| {
         if no_trunc {
             c.id.clone()
         } else {
@@ -78,7 +88,7 @@ pub fn ps_table(root: &Path, all: bool, quiet: bool, no_trunc: bool) -> String {
                 quoted_command(&c.spec.process.args, no_trunc),
                 format!("{} ago", human_duration(now.saturating_sub(c.created))),
                 status_text(s, now),
-                String::new(),
+                extension.ports(c),
                 c.name.clone(),
             ]
         })
@@ -116,19 +126,22 @@ mod tests {
             quoted_command(&words(&["sh", "-c", "echo hi; sleep 100"]), true),
             "\"sh -c 'echo hi; sleep 100'\""
         );
-        let state = |status: &str, code| lifecycle::State {
-            status: status.into(),
+        let state = |status, code| State {
+            status,
             exit_code: code,
             started: Some(1000),
             finished: Some(1000),
             ..Default::default()
         };
-        assert_eq!(status_text(&state("running", None), 1003), "Up 3 seconds");
         assert_eq!(
-            status_text(&state("exited", Some(3)), 1000 + 120),
+            status_text(&state(Status::Running, None), 1003),
+            "Up 3 seconds"
+        );
+        assert_eq!(
+            status_text(&state(Status::Exited, Some(3)), 1000 + 120),
             "Exited (3) 2 minutes ago"
         );
-        assert_eq!(status_text(&state("created", None), 0), "Created");
-        assert_eq!(status_text(&state("dead", None), 0), "Dead");
+        assert_eq!(status_text(&state(Status::Created, None), 0), "Created");
+        assert_eq!(status_text(&state(Status::Dead, None), 0), "Dead");
     }
 }

@@ -24,12 +24,11 @@ use ch01_images::explain;
 use clap::Args;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::termios::{self, SetArg, Termios};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
-use std::sync::Mutex;
 
 // ANCHOR: args
 /// `run`'s terminal flags (`-i` is `run`'s own).
@@ -44,19 +43,15 @@ pub struct TerminalArgs {
 }
 // ANCHOR_END: args
 
-/// The master of the running container's terminal, between `spawn` (which
-/// receives it) and `wait` (which relays it).
-/// With it, whether the caller's stdin is copied in (`-i`).
-static MASTER: Mutex<Option<(OwnedFd, bool)>> = Mutex::new(None);
-
-/// Keeps the master (and the `-i` flag) for [`take_master`].
-pub fn keep_master(master: OwnedFd, stdin: bool) {
-    *MASTER.lock().unwrap_or_else(|e| e.into_inner()) = Some((master, stdin));
-}
-
-/// The master received by the last `spawn`, if it had a terminal.
-pub fn take_master() -> Option<(OwnedFd, bool)> {
-    MASTER.lock().unwrap_or_else(|e| e.into_inner()).take()
+/// The engine's end of a container's terminal, from `spawn` (which
+/// receives it) to `wait` (which relays it) or the monitor (which logs
+/// what comes out of it).
+#[derive(Debug)]
+pub struct Master {
+    /// The master's descriptor.
+    pub fd: OwnedFd,
+    /// `-i`: whether the caller's stdin is copied in.
+    pub stdin: bool,
 }
 
 /// A connected pair of Unix sockets (close-on-exec), to pass the master.
@@ -225,24 +220,26 @@ fn copy_window_size(master: RawFd) {
     }
 }
 
-fn write_all(fd: RawFd, mut bytes: &[u8]) -> bool {
+/// Writes all of `bytes` to `fd` (straight to the descriptor: no buffer
+/// between the container's terminal and the caller's).
+fn write_all(fd: BorrowedFd, mut bytes: &[u8]) -> bool {
     while !bytes.is_empty() {
-        // SAFETY: writing from a buffer we own.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return false;
+        match nix::unistd::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return false,
         }
-        bytes = &bytes[n as usize..];
     }
     true
 }
 
-fn read(fd: RawFd, buf: &mut [u8]) -> isize {
-    // SAFETY: reading into a buffer we own.
-    unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) }
+/// Reads what is there: the number of bytes, or `None` at the end (or on
+/// an error: a terminal's master says EIO once every slave is closed).
+fn read(fd: BorrowedFd, buf: &mut [u8]) -> Option<usize> {
+    match nix::unistd::read(fd.as_raw_fd(), buf) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
+    }
 }
 
 // ANCHOR: relay
@@ -271,13 +268,14 @@ pub fn relay(master: OwnedFd, pid: Pid, stdin: bool, watched: &SigSet) -> Result
     } else {
         None
     };
-    let m = master.as_raw_fd();
+    let m = master.as_fd();
+    let stdin_fd = std::io::stdin();
+    let stdout_fd = std::io::stdout();
     let mut stdin_open = stdin;
     let mut master_open = true;
     let mut buf = [0u8; 8192];
     let code = 'outer: loop {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let stdin_fd = std::io::stdin();
         let mut fds = vec![PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN)];
         if master_open {
             fds.push(PollFd::new(master.as_fd(), PollFlags::POLLIN));
@@ -298,34 +296,35 @@ pub fn relay(master: OwnedFd, pid: Pid, stdin: bool, watched: &SigSet) -> Result
         let mut i = 1;
         if master_open {
             if ready[i] {
-                let n = read(m, &mut buf);
-                if n > 0 {
-                    write_all(1, &buf[..n as usize]);
-                } else {
+                match read(m, &mut buf) {
+                    Some(n) => {
+                        write_all(stdout_fd.as_fd(), &buf[..n]);
+                    }
                     // EIO: every slave descriptor is closed.
-                    master_open = false;
+                    None => master_open = false,
                 }
             }
             i += 1;
         }
         if stdin_open && ready[i] {
-            let n = read(0, &mut buf);
-            if n > 0 {
-                write_all(m, &buf[..n as usize]);
-            } else {
-                stdin_open = false;
+            match read(stdin_fd.as_fd(), &mut buf) {
+                Some(n) => {
+                    write_all(m, &buf[..n]);
+                }
+                None => stdin_open = false,
             }
         }
         if ready[0] {
             while let Ok(Some(info)) = signal_fd.read_signal() {
                 let signal = Signal::try_from(info.ssi_signo as i32).ok();
                 match signal {
-                    Some(Signal::SIGCHLD) => match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                        Ok(WaitStatus::Exited(_, code)) => break 'outer code,
-                        Ok(WaitStatus::Signaled(_, s, _)) => break 'outer 128 + s as i32,
-                        _ => {}
-                    },
-                    Some(Signal::SIGWINCH) => copy_window_size(m),
+                    Some(Signal::SIGCHLD) => {
+                        let status = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+                        if let Some(code) = status.ok().and_then(crate::process::exit_code) {
+                            break 'outer code;
+                        }
+                    }
+                    Some(Signal::SIGWINCH) => copy_window_size(m.as_raw_fd()),
                     Some(signal) => {
                         let _ = kill(pid, signal);
                     }
@@ -337,15 +336,11 @@ pub fn relay(master: OwnedFd, pid: Pid, stdin: bool, watched: &SigSet) -> Result
     // What the container wrote last is still in the terminal: drain it.
     if master_open {
         let _ = nix::fcntl::fcntl(
-            m,
+            m.as_raw_fd(),
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
         );
-        loop {
-            let n = read(m, &mut buf);
-            if n <= 0 {
-                break;
-            }
-            write_all(1, &buf[..n as usize]);
+        while let Some(n) = read(m, &mut buf) {
+            write_all(stdout_fd.as_fd(), &buf[..n]);
         }
     }
     drop(signal_fd);

@@ -317,7 +317,7 @@ const CACHE: &str = "/run/crabbox/seccomp";
 /// exists. Compiling the default profile (about 330 rules, through
 /// libseccomp) takes 2 to 3 ms, as much as half of the rest of a
 /// container's start; the same profile and capabilities always give the
-/// same program, so it is compiled once and kept in [`CACHE`], named by
+/// same program, so it is compiled once and kept in `CACHE`, named by
 /// the sha256 of everything it depends on.
 pub fn prepare(security: &Security) -> Result<Prepared, String> {
     let Some(profile) = profile_for(&security.seccomp)? else {

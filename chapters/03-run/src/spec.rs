@@ -12,7 +12,9 @@
 //! the new mount namespace, before `pivot_root`. Chapter 3 fills it with
 //! docker's default mounts (/proc, /dev, /sys, …) and the container's
 //! `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`; chapter 4 appends
-//! volumes to it and nothing else changes.
+//! volumes to it (through an extension's `create`, see `extension`) and
+//! nothing else changes. [`SpecBuilder`] makes a spec with chapter 3's
+//! defaults, for a container or for a process with no container record.
 
 use ch01_images::error::{Error, Result};
 use ch01_images::manifest::RunConfig;
@@ -181,6 +183,141 @@ pub fn default_mounts() -> Vec<Mount> {
 }
 // ANCHOR_END: default_mounts
 
+// ANCHOR: builder
+/// A [`ContainerSpec`] with chapter 3's defaults: every namespace of
+/// [`NAMESPACES`], docker's default mounts and security, no cgroup, and
+/// the process from an image's config and the command line's overrides,
+/// by docker's rules. `create::create` builds every container's spec
+/// with it; a process with no container record (a build step, see
+/// `step`) is built with it too.
+#[derive(Clone, Debug)]
+pub struct SpecBuilder {
+    rootfs: PathBuf,
+    image: RunConfig,
+    overrides: Overrides,
+    hostname: String,
+    namespaces: Vec<String>,
+    mounts: Vec<Mount>,
+    stdin: bool,
+    tty: bool,
+    init: bool,
+    die_with_parent: bool,
+    resources: Option<Resources>,
+    security: crate::security::Security,
+}
+
+impl SpecBuilder {
+    /// A spec whose root is `rootfs` (mounted before the process starts).
+    pub fn new(rootfs: impl Into<PathBuf>) -> SpecBuilder {
+        SpecBuilder {
+            rootfs: rootfs.into(),
+            image: RunConfig::default(),
+            overrides: Overrides::default(),
+            hostname: "crabbox".into(),
+            namespaces: NAMESPACES.iter().map(|s| s.to_string()).collect(),
+            mounts: default_mounts(),
+            stdin: false,
+            tty: false,
+            init: false,
+            die_with_parent: true,
+            resources: None,
+            security: crate::security::Security::default(),
+        }
+    }
+
+    /// The image's ENTRYPOINT, CMD, ENV, WORKDIR and USER.
+    pub fn image(mut self, config: &RunConfig) -> Self {
+        self.image = config.clone();
+        self
+    }
+
+    /// What replaces the image's (the command, `-e`, `-w`, `-u`, …).
+    pub fn overrides(mut self, overrides: Overrides) -> Self {
+        self.overrides = overrides;
+        self
+    }
+
+    pub fn hostname(mut self, hostname: &str) -> Self {
+        self.hostname = hostname.into();
+        self
+    }
+
+    /// Appends a mount (after docker's defaults and those added before).
+    pub fn mount(mut self, mount: Mount) -> Self {
+        self.mounts.push(mount);
+        self
+    }
+
+    /// The host's network: no network namespace of its own, and the
+    /// host's `/etc/resolv.conf` as it is (read-only), loopback resolver
+    /// included, since the host's loopback is the process's too.
+    pub fn host_network(mut self) -> Self {
+        self.namespaces.retain(|n| n != "network");
+        let resolv_conf = Path::new("/etc/resolv.conf");
+        if resolv_conf.is_file() {
+            self.mounts
+                .push(Mount::bind_file(resolv_conf, "/etc/resolv.conf"));
+        }
+        self
+    }
+
+    /// `-i`, `-t`, `--init` (see [`Process`]).
+    pub fn stdio(mut self, stdin: bool, tty: bool, init: bool) -> Self {
+        (self.stdin, self.tty, self.init) = (stdin, tty, init);
+        self
+    }
+
+    /// Killed if the engine process that started it dies (default: yes).
+    pub fn die_with_parent(mut self, die: bool) -> Self {
+        self.die_with_parent = die;
+        self
+    }
+
+    /// Its cgroup and limits (see `cgroups`; `None`: no cgroup).
+    pub fn resources(mut self, resources: Option<Resources>) -> Self {
+        self.resources = resources;
+        self
+    }
+
+    pub fn security(mut self, security: crate::security::Security) -> Self {
+        self.security = security;
+        self
+    }
+
+    /// The spec; fails when neither the image nor the overrides give a command.
+    pub fn build(self) -> Result<ContainerSpec> {
+        let (image, overrides) = (&self.image, &self.overrides);
+        Ok(ContainerSpec {
+            rootfs: self.rootfs,
+            process: Process {
+                args: process_args(image, overrides)?,
+                env: process_env(image, overrides, &self.hostname),
+                cwd: overrides
+                    .workdir
+                    .clone()
+                    .or_else(|| image.working_dir.clone())
+                    .filter(|w| !w.is_empty())
+                    .unwrap_or_else(|| "/".into()),
+                user: overrides
+                    .user
+                    .clone()
+                    .or_else(|| image.user.clone())
+                    .unwrap_or_default(),
+                stdin: self.stdin,
+                tty: self.tty,
+                init: self.init,
+                die_with_parent: self.die_with_parent,
+            },
+            hostname: self.hostname,
+            namespaces: self.namespaces,
+            mounts: self.mounts,
+            resources: self.resources,
+            security: self.security,
+        })
+    }
+}
+// ANCHOR_END: builder
+
 /// What the command line says; `None` means "take the image's".
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -226,33 +363,49 @@ pub fn process_args(image: &RunConfig, overrides: &Overrides) -> Result<Vec<Stri
 /// every container gets: PATH if unset, HOSTNAME. (HOME, when unset, comes
 /// from the user's /etc/passwd entry, which only the container can read.)
 pub fn process_env(image: &RunConfig, overrides: &Overrides, hostname: &str) -> Vec<String> {
-    fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {
-        match env.iter_mut().find(|(k, _)| k == key) {
-            Some(pair) => pair.1 = value.to_string(),
-            None => env.push((key.to_string(), value.to_string())),
-        }
-    }
-    let mut env: Vec<(String, String)> = Vec::new();
+    let mut env = Vec::new();
     for entry in image.env.iter().flatten() {
         let (k, v) = entry.split_once('=').unwrap_or((entry, ""));
-        set(&mut env, k, v);
+        set_env(&mut env, k, v);
     }
-    for entry in &overrides.env {
+    merge_env(&mut env, &overrides.env);
+    set_env(&mut env, "HOSTNAME", hostname);
+    if !env.iter().any(|e| env_key(e) == "PATH") {
+        set_env(&mut env, "PATH", DEFAULT_PATH);
+    }
+    env
+}
+
+/// Adds `-e` entries to `env` (a list of `KEY=VALUE`), docker's way, for
+/// `run` and `exec` alike: `KEY=VALUE` sets KEY, in place if it is there
+/// (a later one wins); `KEY` alone passes the caller's value, or nothing
+/// if the caller has none.
+pub fn merge_env(env: &mut Vec<String>, entries: &[String]) {
+    for entry in entries {
         match entry.split_once('=') {
-            Some((k, v)) => set(&mut env, k, v),
-            // `-e KEY` alone passes the caller's value, or nothing if unset.
+            Some((k, v)) => set_env(env, k, v),
             None => {
                 if let Ok(v) = std::env::var(entry) {
-                    set(&mut env, entry, &v);
+                    set_env(env, entry, &v);
                 }
             }
         }
     }
-    set(&mut env, "HOSTNAME", hostname);
-    if !env.iter().any(|(k, _)| k == "PATH") {
-        set(&mut env, "PATH", DEFAULT_PATH);
+}
+
+/// Sets `key` to `value` in `env`: in place if the key is there, else at
+/// the end.
+fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
+    let entry = format!("{key}={value}");
+    match env.iter_mut().find(|e| env_key(e) == key) {
+        Some(existing) => *existing = entry,
+        None => env.push(entry),
     }
-    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// The key of a `KEY=VALUE` entry.
+fn env_key(entry: &str) -> &str {
+    entry.split_once('=').map_or(entry, |(k, _)| k)
 }
 
 #[cfg(test)]
@@ -307,5 +460,19 @@ mod tests {
             process_env(&img, &overrides, "abc"),
             ["A=2", "PATH=/bin", "B=x=y", "HOSTNAME=abc"]
         );
+    }
+
+    #[test]
+    fn exec_env_merges_like_run() {
+        let mut env = vec!["A=1".to_string(), "PATH=/bin".to_string()];
+        merge_env(
+            &mut env,
+            &[
+                "PATH=/usr/bin".into(),
+                "C=3".into(),
+                "CRABBOX_SURELY_UNSET_VARIABLE".into(),
+            ],
+        );
+        assert_eq!(env, ["A=1", "PATH=/usr/bin", "C=3"]);
     }
 }

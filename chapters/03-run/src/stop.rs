@@ -5,7 +5,9 @@
 //! PID 1 of a PID namespace dies, the kernel kills every other process in
 //! it). `kill` sends one signal and does not wait.
 
-use crate::lifecycle::{self, Found};
+use crate::find::{self, Found};
+use crate::record;
+use crate::state::{alive, effective_state, State};
 use ch01_images::error::{Error, Result};
 use ch01_images::explain;
 use nix::sys::signal::Signal;
@@ -15,7 +17,7 @@ use std::path::Path;
 /// Waits up to `limit` for a process to be gone; true if it is.
 pub(crate) fn wait_gone(pid: Option<i32>, start: Option<u64>, limit: std::time::Duration) -> bool {
     let deadline = std::time::Instant::now() + limit;
-    while lifecycle::alive(pid, start) {
+    while alive(pid, start) {
         if std::time::Instant::now() >= deadline {
             return false;
         }
@@ -25,7 +27,7 @@ pub(crate) fn wait_gone(pid: Option<i32>, start: Option<u64>, limit: std::time::
 }
 
 /// Sends `signal` to the container's PID 1, narrated.
-pub(crate) fn signal_pid1(found: &Found, state: &lifecycle::State, signal: Signal) -> Result<()> {
+pub(crate) fn signal_pid1(found: &Found, state: &State, signal: Signal) -> Result<()> {
     let pid = state.pid.unwrap_or_default();
     explain::step(
         &format!("send {signal} to the container's PID 1 ({pid} on the host)",),
@@ -42,7 +44,7 @@ pub(crate) fn signal_pid1(found: &Found, state: &lifecycle::State, signal: Signa
 /// After PID 1 is gone: lets a live monitor record the exit (and unmount)
 /// before we go on.
 pub(crate) fn wait_for_monitor(found: &Found) {
-    let state = lifecycle::read_state(&found.dir).unwrap_or_default();
+    let state = record::read_state(&found.dir).unwrap_or_default();
     if state.monitor_pid.is_some() {
         wait_gone(
             state.monitor_pid,
@@ -53,7 +55,7 @@ pub(crate) fn wait_for_monitor(found: &Found) {
     }
     // A foreground `run` records the exit itself: give it a moment.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while lifecycle::read_state(&found.dir).is_ok_and(|s| s.status == "running")
+    while record::read_state(&found.dir).is_ok_and(|s| s.is_running())
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -65,9 +67,9 @@ pub(crate) fn wait_for_monitor(found: &Found) {
 /// chose another), up to `time` seconds (default: the container's
 /// `--stop-timeout`, else 10) for PID 1 to exit, then SIGKILL.
 pub fn stop(root: &Path, name: &str, time: Option<u64>) -> Result<()> {
-    let found = lifecycle::find(root, name)?;
-    let state = lifecycle::effective_state(&found.dir);
-    if state.status != "running" {
+    let found = find::find(root, name)?;
+    let state = effective_state(&found.dir);
+    if !state.is_running() {
         return Ok(());
     }
     let signal = match &found.config.stop_signal {
@@ -97,10 +99,10 @@ pub fn stop(root: &Path, name: &str, time: Option<u64>) -> Result<()> {
 /// engine does: "exited" (137 after SIGKILL; 255, unknown, otherwise),
 /// and the root filesystem unmounted.
 fn record_without_monitor(found: &Found, code: i32) -> Result<()> {
-    let state = lifecycle::read_state(&found.dir).unwrap_or_default();
-    if state.status != "running"
+    let state = record::read_state(&found.dir).unwrap_or_default();
+    if !state.is_running()
         || state.monitor_pid.is_none()
-        || lifecycle::alive(state.monitor_pid, state.monitor_start)
+        || alive(state.monitor_pid, state.monitor_start)
     {
         return Ok(());
     }
@@ -108,21 +110,16 @@ fn record_without_monitor(found: &Found, code: i32) -> Result<()> {
     if ch02_layers::overlay::is_mounted(&merged) {
         ch02_layers::overlay::unmount(&merged)?;
     }
-    lifecycle::update_state(&found.dir, |s| {
-        s.status = "exited".into();
-        s.exit_code = Some(code);
-        s.finished = Some(lifecycle::now());
-        s.pid = None;
-        s.pid_start = None;
-    })?;
+    // A running container's state has `oom_killed` false: kept so.
+    record::update_state(&found.dir, |s| s.exited(code, false))?;
     Ok(())
 }
 
 /// `kill -s SIGNAL`.
 pub fn kill(root: &Path, name: &str, signal: Signal) -> Result<()> {
-    let found = lifecycle::find(root, name)?;
-    let state = lifecycle::effective_state(&found.dir);
-    if state.status != "running" {
+    let found = find::find(root, name)?;
+    let state = effective_state(&found.dir);
+    if !state.is_running() {
         return Err(Error::new(format!(
             "cannot kill container: {name}: container {} is not running",
             found.config.id
