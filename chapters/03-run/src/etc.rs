@@ -122,7 +122,7 @@ pub fn resolv_conf(host: &str) -> String {
     });
     if local || host.trim().is_empty() {
         "# the host's resolver is on its own loopback, unreachable from this container;\n\
-         # until chapter 6 connects containers to a network, there is no DNS here\n"
+         # until the container is connected to a network, there is no DNS here\n"
             .to_string()
     } else {
         host.to_string()

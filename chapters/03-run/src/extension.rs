@@ -14,9 +14,9 @@
 //! flags are a clap `Args` type, flattened into `run`, `create`, `start`
 //! and `rm` through a type parameter (the commands of this chapter are
 //! `RunCommand<E>`, with [`NoExtension`] by default). Two extensions are
-//! one with [`Both`]: chapter 4 passes `Both(volumes, e)` on to this
-//! chapter, where `e` is whatever the chapter after it gave chapter 4, so
-//! chapter 6 adds its own without wrapping chapter 4's by hand.
+//! one with [`Both`]: the next chapter passes `Both(its_own, e)` on to this
+//! chapter, where `e` is whatever the chapter after it gave it, so each
+//! chapter adds its own extension without wrapping the others by hand.
 //!
 //! What an extension needs to find again later (a volume's name, an IP
 //! address) it saves in the container's config, under its own name in

@@ -7,8 +7,8 @@
 //! ```
 //!
 //! `after_create` is the moment a later chapter needs: the child exists in
-//! its new namespaces and nothing of the image has run yet (chapter 6 puts
-//! a network interface into its network namespace there). This is chapter
+//! its new namespaces and nothing of the image has run yet (a networking
+//! extension puts a network interface into its network namespace there). This is chapter
 //! 3's extension point for the process; `extension::ExtensionHooks` runs
 //! an extension's through it, and a build step passes its own (see `step`).
 
@@ -24,7 +24,7 @@ use nix::unistd::Pid;
 pub trait Hooks {
     /// The child exists in its new namespaces (`pid` is its PID on the
     /// host) and waits at the gate: nothing of the image has run yet.
-    /// Chapter 6 moves a veth end into the network namespace here. An error
+    /// A networking extension moves a veth end into the network namespace here. An error
     /// kills the child and fails `run` (exit code 125).
     fn after_create(&mut self, pid: Pid) -> Result<()> {
         let _ = pid;

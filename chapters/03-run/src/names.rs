@@ -18,7 +18,7 @@ const ADJECTIVES: [&str; 24] = [
 const SURNAMES: [&str; 24] = [
     "bach",      // Maurice Bach, "The Design of the UNIX Operating System"
     "biederman", // Eric Biederman: PID and network namespaces
-    "cerf",      // Vint Cerf: TCP/IP, for the networks of chapter 6
+    "cerf",      // Vint Cerf: TCP/IP, for the networks to come
     "corbet",    // Jonathan Corbet: LWN, Linux Device Drivers
     "hamilton",  // Margaret Hamilton: Apollo's flight software
     "hopper",    // Grace Hopper: compilers

@@ -19,8 +19,8 @@
 //! Two pipes, two classic tricks:
 //! * the **sync pipe** is a gate: the child blocks reading it, so the
 //!   engine can act on a child that exists in its namespaces but has not
-//!   run anything yet (chapter 6 puts a network interface into its network
-//!   namespace there);
+//!   run anything yet (a networking extension puts a network interface into its
+//!   network namespace there);
 //! * the **report pipe** is close-on-exec: a successful `execve` closes it
 //!   and the parent reads end-of-file, while a failure writes the exit code
 //!   and a message before the child exits. That is how `run` can say

@@ -11,8 +11,8 @@
 //! **Extension point:** [`ContainerSpec::mounts`] is applied in order inside
 //! the new mount namespace, before `pivot_root`. Chapter 3 fills it with
 //! docker's default mounts (/proc, /dev, /sys, …) and the container's
-//! `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`; chapter 4 appends
-//! volumes to it (through an extension's `create`, see `extension`) and
+//! `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`; a volumes extension
+//! appends to it (through an extension's `create`, see `extension`) and
 //! nothing else changes. [`SpecBuilder`] makes a spec with chapter 3's
 //! defaults, for a container or for a process with no container record.
 
