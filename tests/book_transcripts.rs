@@ -63,3 +63,11 @@ fn chapter_03_try_it() {
         run_transcript("ch03-run.console");
     }
 }
+
+#[test]
+fn chapter_04_try_it() {
+    // Every volume is a mount, in a container's namespaces.
+    if support::require_root("chapter_04_try_it") {
+        run_transcript("ch04-volumes.console");
+    }
+}

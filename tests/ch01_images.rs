@@ -15,7 +15,7 @@ fn fixture_registry() -> Registry {
 fn pulls_every_fixture_and_stores_what_the_registry_serves() {
     let registry = fixture_registry();
     let engine = Engine::new();
-    for name in ["busybox", "layered", "multi", "busybox-v2s2"] {
+    for name in ["busybox", "layered", "multi", "busybox-v2s2", "volumes"] {
         let reference = format!("{}/{name}", registry.addr());
         let out = engine.run(BIN, &["pull", &reference]);
         let stdout = out.ok();

@@ -8,7 +8,9 @@
 //! 1. [`spec`]: the container as data (`ContainerSpec`, extension point: `mounts`);
 //! 2. [`namespaces`]: what it gets its own copy of;
 //! 3. [`mounts`], [`devices`] and [`pivot`]: its filesystem, /proc, /dev,
-//!    and `pivot_root` into the image's tree;
+//!    and `pivot_root` into the image's tree (a mount's `rro` option:
+//!    read-only with every submount, for a later chapter's read-only
+//!    recursive binds);
 //! 4. [`capabilities`] and [`user`]: root, cut down; or another user;
 //!    [`seccomp_profile`]: which system calls it may make (docker's
 //!    default profile, as data), and [`seccomp`]: that profile compiled

@@ -101,6 +101,8 @@ pub fn parse_options(options: &[String]) -> (MsFlags, String) {
             "strictatime" => flags |= MsFlags::MS_STRICTATIME,
             "bind" => flags |= MsFlags::MS_BIND,
             "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
+            // Read-only all the way down (see `apply`); `ro` for the top.
+            "rro" => flags |= MsFlags::MS_RDONLY,
             "rw" => {}
             other => data.push(other),
         }
@@ -134,7 +136,9 @@ pub fn apply(rootfs: &Path, m: &Mount) -> Result<(), String> {
         std::fs::create_dir_all(&target).map_err(|e| format!("mkdir {}: {e}", target.display()))?;
     }
     let mut shell = String::from("mount");
-    if is_bind {
+    if flags.contains(MsFlags::MS_BIND | MsFlags::MS_REC) {
+        shell.push_str(" --rbind");
+    } else if is_bind {
         shell.push_str(" --bind");
     } else {
         shell.push_str(&format!(" -t {}", m.fstype));
@@ -143,7 +147,7 @@ pub fn apply(rootfs: &Path, m: &Mount) -> Result<(), String> {
         .options
         .iter()
         .map(String::as_str)
-        .filter(|o| !matches!(*o, "bind" | "rbind"))
+        .filter(|o| !matches!(*o, "bind" | "rbind" | "rro"))
         .collect();
     if !shown.is_empty() {
         shell.push_str(&format!(" -o {}", shown.join(",")));
@@ -175,9 +179,67 @@ pub fn apply(rootfs: &Path, m: &Mount) -> Result<(), String> {
         )
         .map_err(|e| format!("remounting {} read-only: {e}", m.destination))?;
     }
+    if m.options.iter().any(|o| o == "rro") {
+        recursive_read_only(&target, &m.destination)?;
+    }
     Ok(())
 }
 // ANCHOR_END: apply
+
+// ANCHOR: recursive_read_only
+/// The `rro` option (runc's name): the remount above made only the top
+/// mount read-only; the submounts a recursive bind brought along stay
+/// writable. `mount_setattr(2)` with `AT_RECURSIVE` (Linux 5.12+, what
+/// docker 25+ asks runc for) changes the whole tree at once. On an older
+/// kernel: a warning, and the top mount alone is read-only.
+fn recursive_read_only(target: &Path, destination: &str) -> Result<(), String> {
+    /// `struct mount_attr` of <linux/mount.h>.
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    explain::step(
+        &format!("make {destination} and every mount under it read-only"),
+        Some(&format!(
+            "mount -o remount,bind,ro {}   # and mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)",
+            shell_quote(destination)
+        )),
+    );
+    let path = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("{destination}: a path with a NUL byte"))?;
+    let attr = MountAttr {
+        attr_set: libc::MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: a NUL-terminated path and a mount_attr of the size given.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ENOSYS) {
+        eprintln!(
+            "WARNING: {destination}: this kernel has no mount_setattr (Linux 5.12+): mounts under it stay writable"
+        );
+        return Ok(());
+    }
+    Err(format!("making {destination} read-only recursively: {err}"))
+}
+// ANCHOR_END: recursive_read_only
 
 // ANCHOR: harden
 /// After `pivot_root`: hides the masked paths (a file gets /dev/null bound
