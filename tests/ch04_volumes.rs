@@ -310,6 +310,7 @@ fn a_new_volume_is_seeded_once_with_owner_and_mode_never_a_bind_nocopy_or_full_o
         "x\n"
     );
     // --explain narrates the copy-up and the mounts as shell commands.
+    let missing = lab.host.join("explained");
     let explained = lab.run(&[
         "--explain",
         "run",
@@ -317,19 +318,28 @@ fn a_new_volume_is_seeded_once_with_owner_and_mode_never_a_bind_nocopy_or_full_o
         "-v",
         "told:/var/lib/app",
         "-v",
-        "/tmp:/t:ro",
+        &format!("{}:/t:ro", missing.display()),
+        "--tmpfs",
+        "/s:size=1m",
         PLAIN,
         "true",
     ]);
     explained.ok();
     for shell in [
-        "mkdir -p",
-        "cp -a",
-        "mount --rbind",
-        "mount_setattr(AT_RECURSIVE",
+        format!("$ mkdir -p {}", missing.display()),
+        format!("$ mkdir -p {}", lab.data("told").display()),
+        format!(
+            "$ cp -a {}",
+            lab.setup.engine.root.join("containers").display()
+        ),
+        format!("/var/lib/app/. {}", lab.data("told").display()),
+        "$ mount --rbind".to_string(),
+        "$ mount -o remount,bind,ro /t".to_string(),
+        "mount_setattr(AT_RECURSIVE".to_string(),
+        "$ mount -t tmpfs -o noexec,nosuid,nodev,size=1048576".to_string(),
     ] {
         assert!(
-            explained.stderr.contains(shell),
+            explained.stderr.contains(&shell),
             "no {shell}: {}",
             explained.stderr
         );
@@ -389,6 +399,42 @@ fn an_image_volume_is_anonymous_removed_by_rm_v_run_rm_and_prune() {
         "{}",
         prune.stdout
     );
+    assert_eq!(lab.volume_names(), ["named"]);
+    // `-v /ctr` alone: an anonymous volume (64 hex digits), seeded, gone
+    // with --rm; an image VOLUME a -v covers gets no anonymous volume.
+    assert_eq!(
+        lab.run(&[
+            "run",
+            "--name",
+            "cc",
+            "-v",
+            "/var/lib/app",
+            PLAIN,
+            "cat",
+            "/var/lib/app/seed.txt"
+        ])
+        .ok(),
+        "seeded\n"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(lab.run(&["inspect", "cc"]).ok()).unwrap();
+    let mounts = inspect[0]["Mounts"].as_array().unwrap();
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    let name = mounts[0]["Name"].as_str().unwrap().to_string();
+    assert_eq!(name.len(), 64);
+    assert!(name.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(mounts[0]["Type"], "volume");
+    assert_eq!(mounts[0]["Source"], lab.data(&name).to_str().unwrap());
+    let inspect: serde_json::Value =
+        serde_json::from_str(lab.run(&["volume", "inspect", &name]).ok()).unwrap();
+    assert!(inspect[0]["Labels"]
+        .as_object()
+        .unwrap()
+        .contains_key("com.docker.volume.anonymous"));
+    lab.run(&["rm", "-v", "cc"]).ok();
+    lab.run(&["run", "--rm", "-v", "/anon", PLAIN, "true"]).ok();
+    lab.run(&["run", "--rm", "-v", "named:/var/lib/app", SEEDED, "true"])
+        .ok();
     assert_eq!(lab.volume_names(), ["named"]);
     // rm -f of a detached container: rm -v -f removes its anonymous volume.
     let detached = lab
@@ -488,7 +534,37 @@ fn ro_is_read_only_all_the_way_down_and_tmpfs_is_memory() {
     assert!(out.contains("size=1024k"), "{out}");
     assert!(out.ends_with("f\n"), "{out}");
     assert_eq!(lab.sh(&["--tmpfs", "/scratch"], "ls -A /scratch"), "");
-    lab.assert_nothing_left(&["rovol"]);
+    // mode=, and --mount's tmpfs-size= and tmpfs-mode=, reach the kernel.
+    let out = lab.sh(
+        &[
+            "--tmpfs",
+            "/s:size=2m,mode=700",
+            "--mount",
+            "type=tmpfs,dst=/t,tmpfs-size=64MiB,tmpfs-mode=1770",
+        ],
+        "grep ' /s ' /proc/mounts; grep ' /t ' /proc/mounts; stat -c '%n %a' /s /t",
+    );
+    assert_eq!(
+        out,
+        "tmpfs /s tmpfs rw,nosuid,nodev,noexec,relatime,size=2048k,mode=700 0 0\n\
+         tmpfs /t tmpfs rw,nosuid,nodev,noexec,relatime,size=65536k,mode=1770 0 0\n\
+         /s 700\n/t 1770\n"
+    );
+    // --mount's readonly=, quoted fields and volume-label= for a new volume.
+    let out = lab.sh(
+        &[
+            "--mount",
+            "\"type=volume\",\"source=labelled\",\"target=/d\",readonly=false,volume-label=team=db",
+            "--mount",
+            "type=volume,src=labelled,destination=/r,ro=1",
+        ],
+        "touch /d/ok && echo rw; touch /r/no 2>&1; true",
+    );
+    assert_eq!(out, "rw\ntouch: /r/no: Read-only file system\n");
+    let inspect: serde_json::Value =
+        serde_json::from_str(lab.run(&["volume", "inspect", "labelled"]).ok()).unwrap();
+    assert_eq!(inspect[0]["Labels"], serde_json::json!({"team": "db"}));
+    lab.assert_nothing_left(&["labelled", "rovol"]);
 }
 
 #[test]
@@ -620,6 +696,52 @@ fn volume_commands_behave_as_dockers() {
     assert_eq!(inspect[0]["Scope"], "local");
     assert_eq!(inspect[0]["Labels"]["k"], "v");
     assert_eq!(inspect[0]["Mountpoint"], lab.data("keep").to_str().unwrap());
+    assert_eq!(inspect[0]["Options"], serde_json::json!({}));
+    assert!(
+        inspect[0]["CreatedAt"].as_str().unwrap().ends_with('Z'),
+        "{inspect}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(lab.volumes_dir().join("keep/volume.json")).unwrap())
+            .unwrap();
+    for field in [
+        "Name",
+        "CreatedAt",
+        "Driver",
+        "Labels",
+        "Options",
+        "Anonymous",
+    ] {
+        assert!(
+            json.get(field).is_some(),
+            "volume.json has no {field}: {json}"
+        );
+    }
+    assert_eq!(json["Anonymous"], false);
+    // Filters: by name (a part of it), by label, dangling; -q only names.
+    lab.run(&["volume", "create", "other"]).ok();
+    let ls = |filters: &[&str]| {
+        let mut args = vec!["volume", "ls", "-q"];
+        for f in filters {
+            args.extend_from_slice(&["--filter", f]);
+        }
+        lab.run(&args).ok().to_string()
+    };
+    assert_eq!(ls(&["name=ee"]), "keep\n");
+    assert_eq!(ls(&["label=k"]), "keep\n");
+    assert_eq!(ls(&["label=k=v"]), "keep\n");
+    assert_eq!(ls(&["label=k=w"]), "");
+    assert_eq!(ls(&["dangling=true"]), "keep\nother\n");
+    assert_eq!(ls(&["dangling=true", "name=oth"]), "other\n");
+    assert_eq!(
+        lab.run(&["volume", "ls", "--filter", "name=oth"]).ok(),
+        "DRIVER    VOLUME NAME\nlocal     other\n"
+    );
+    assert!(lab
+        .run(&["volume", "ls", "--filter", "colour=red"])
+        .fails_with(125)
+        .contains("invalid filter 'colour=red'"));
+    lab.run(&["volume", "rm", "other"]).ok();
     // In use by a stopped container: refused; after rm, removed.
     let id = lab
         .run(&["create", "--name", "user", "-v", "keep:/d", PLAIN, "true"])
@@ -633,6 +755,22 @@ fn volume_commands_behave_as_dockers() {
         "{line}"
     );
     assert_eq!(lab.volume_names(), ["keep"]);
+    // dangling=false: the volumes some container uses.
+    let used = lab.run(&["volume", "ls", "-q", "--filter", "dangling=false"]);
+    assert_eq!(used.ok(), "keep\n");
+    assert_eq!(
+        lab.run(&["volume", "ls", "-q", "--filter", "dangling=true"])
+            .ok(),
+        ""
+    );
+    // -f does not force an in-use volume out: it only silences missing names.
+    let forced = lab.run(&["volume", "rm", "-f", "keep"]);
+    assert!(
+        forced.fails_with(1).contains("volume is in use"),
+        "{}",
+        forced.stderr
+    );
+    assert_eq!(lab.volume_names(), ["keep"]);
     lab.run(&["rm", "user"]).ok();
     assert_eq!(lab.run(&["volume", "rm", "keep"]).ok(), "keep\n");
     assert_eq!(lab.run(&["volume", "ls", "-q"]).ok(), "");
@@ -641,6 +779,24 @@ fn volume_commands_behave_as_dockers() {
     let forced = lab.run(&["volume", "rm", "-f", "nosuch"]);
     assert_eq!((forced.code, forced.stderr.as_str()), (0, ""));
     lab.run(&["volume", "inspect", "nosuch"]).fails_with(1);
+    // prune: a directory a crash left without volume.json goes too, and
+    // nothing to delete still says how much was reclaimed.
+    fs::create_dir_all(lab.data("half-made")).unwrap();
+    fs::write(lab.data("half-made").join("f"), "x").unwrap();
+    assert_eq!(lab.volume_names(), Vec::<String>::new());
+    assert_eq!(
+        lab.run(&["volume", "prune", "-f"]).ok(),
+        "Total reclaimed space: 0B\n"
+    );
+    assert!(!lab.volumes_dir().join("half-made").exists());
+    // prune -a: unused named volumes too, with docker's summary.
+    lab.run(&["volume", "create", "unused"]).ok();
+    fs::write(lab.data("unused").join("f"), vec![0u8; 2048]).unwrap();
+    let pruned = lab.run(&["volume", "prune", "-f", "-a"]);
+    assert_eq!(
+        pruned.ok(),
+        "Deleted Volumes:\nunused\n\nTotal reclaimed space: 2.048kB\n"
+    );
     lab.assert_nothing_left(&[]);
 }
 
@@ -682,6 +838,21 @@ fn bad_input_is_one_line_exit_125_and_makes_nothing() {
             "Duplicate mount point: /data",
         ),
         (vec!["-v", "dd:/x:rshared"], "only rprivate"),
+        (vec!["-v", "dd:/x:private"], "only rprivate"),
+        (
+            vec!["--mount", "type=bind,src=/,dst=/x,bind-propagation=slave"],
+            "only rprivate",
+        ),
+        (vec!["-v", "dd:/x:bogus"], "invalid mode: bogus"),
+        (
+            vec!["--mount", "type=tmpfs,src=x,dst=/x"],
+            "must not be specified",
+        ),
+        (vec!["--tmpfs", "/x:size=lots"], "invalid size"),
+        (
+            vec!["--mount", "dst=/x,colour=red"],
+            "unexpected key 'colour'",
+        ),
         (vec!["-v", &file_onto_dir], "not a directory"),
         (vec!["-v", &dir_onto_file], "not a directory"),
     ];

@@ -132,19 +132,27 @@ impl SavedMount {
 
     /// `inspect`'s `Mounts` entry, in docker's shape.
     pub fn inspect(&self) -> serde_json::Value {
-        let mut json = serde_json::json!({
-            "Type": self.kind.as_str(),
-            "Source": self.source,
-            "Destination": self.destination,
-            "Mode": self.mode,
-            "RW": self.rw,
-            "Propagation": if self.kind == Kind::Bind { "rprivate" } else { "" },
-        });
+        // docker's order: Type, Name, Source, Destination, Driver, Mode,
+        // RW, Propagation (Name and Driver only for a volume).
+        let mut json = serde_json::Map::new();
+        json.insert("Type".into(), self.kind.as_str().into());
         if let Some(name) = &self.name {
-            json["Name"] = name.clone().into();
-            json["Driver"] = "local".into();
+            json.insert("Name".into(), name.clone().into());
         }
-        json
+        json.insert("Source".into(), self.source.clone().into());
+        json.insert("Destination".into(), self.destination.clone().into());
+        if self.name.is_some() {
+            json.insert("Driver".into(), "local".into());
+        }
+        json.insert("Mode".into(), self.mode.clone().into());
+        json.insert("RW".into(), self.rw.into());
+        let propagation = if self.kind == Kind::Bind {
+            "rprivate"
+        } else {
+            ""
+        };
+        json.insert("Propagation".into(), propagation.into());
+        json.into()
     }
 }
 
@@ -195,7 +203,7 @@ pub fn requests(args: &VolumeArgs, image: &RunConfig) -> Result<Vec<MountRequest
 
 /// Makes what `request` needs on the host (a bind's missing source with
 /// `-v`, a volume) and returns it as saved in the config.
-fn make(root: &Path, request: &MountRequest) -> Result<SavedMount> {
+fn make(root: &Path, container: &str, request: &MountRequest) -> Result<SavedMount> {
     let mut saved = SavedMount {
         kind: request.kind(),
         name: None,
@@ -228,7 +236,8 @@ fn make(root: &Path, request: &MountRequest) -> Result<SavedMount> {
                 Some(name) => name.clone(),
                 None => volume::anonymous_name()?,
             };
-            let (_, created) = volume::ensure(root, &name, &request.labels, anonymous)?;
+            let (_, created) =
+                volume::ensure_for(root, &name, &request.labels, anonymous, container)?;
             saved.source = volume::data_dir(root, &name).to_string_lossy().into_owned();
             saved.name = Some(name);
             saved.anonymous = anonymous;
@@ -291,7 +300,7 @@ impl Extension for Volumes {
         let requests = requests(args, &new.image.config.config)?;
         let mut saved = Vec::new();
         for request in &requests {
-            match make(new.root, request) {
+            match make(new.root, new.id, request) {
                 Ok(mount) => saved.push(mount),
                 Err(e) => {
                     // Nothing half-made: the volumes this create made go.
@@ -349,6 +358,11 @@ impl Extension for Volumes {
         let mounts: Vec<SavedMount> = removed.saved(NAME).unwrap_or_default();
         let failed_create = !removed.dir.join("state.json").exists();
         let anonymous_too = args.volumes || removed.config.auto_remove || failed_create;
+        // The claims this container made while it was being created
+        // (see `volume::ensure_for`): its config said the rest since.
+        for name in mounts.iter().filter_map(|m| m.name.as_deref()) {
+            volume::drop_claim(removed.root, name, &removed.config.id);
+        }
         remove_volumes(removed.root, &removed.config.id, &mounts, |m| {
             (m.anonymous && anonymous_too) || (m.created && failed_create)
         })

@@ -217,8 +217,8 @@ fn apply_mode(
                 ));
                 &mut label_seen
             }
-            "rprivate" | "private" => &mut propagation_seen,
-            "shared" | "rshared" | "slave" | "rslave" => {
+            "rprivate" => &mut propagation_seen,
+            "private" | "shared" | "rshared" | "slave" | "rslave" => {
                 return Err(Error::new(format!(
                     "invalid mode: {option} in '{spec}' — only rprivate propagation (the default) is supported: leave the mode out"
                 )))
@@ -270,21 +270,24 @@ pub fn split_csv(value: &str) -> Result<Vec<String>> {
     Ok(fields)
 }
 
-/// A boolean field: no value (`readonly`), or `true|false|1|0`.
+/// A boolean field: no value (`readonly`), or what Go's
+/// `strconv.ParseBool` takes (`true|false|1|0|t|f`, any case).
 fn parse_bool(key: &str, value: Option<&str>) -> Result<bool> {
     match value.map(str::to_ascii_lowercase).as_deref() {
-        None | Some("true") | Some("1") => Ok(true),
-        Some("false") | Some("0") => Ok(false),
+        None | Some("true") | Some("1") | Some("t") => Ok(true),
+        Some("false") | Some("0") | Some("f") => Ok(false),
         Some(other) => Err(Error::new(format!(
             "invalid value for {key}: {other} — use true or false"
         ))),
     }
 }
 
-/// A size with docker's units (`64m`, `1g`, `1024`): bytes.
+/// A size with docker's units (`64m`, `64mb`, `64MiB`, `1g`, `1024`):
+/// bytes, powers of 1024 as docker's `RAMInBytes`.
 pub fn parse_size(value: &str) -> Result<u64> {
     let lower = value.trim().to_ascii_lowercase();
-    let lower = lower.trim_end_matches('b');
+    let lower = lower.strip_suffix('b').unwrap_or(&lower);
+    let lower = lower.strip_suffix('i').unwrap_or(lower);
     let (digits, unit) = match lower.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => lower.split_at(i),
         None => (lower, ""),
@@ -295,6 +298,7 @@ pub fn parse_size(value: &str) -> Result<u64> {
         "m" => 1 << 20,
         "g" => 1 << 30,
         "t" => 1 << 40,
+        "p" => 1 << 50,
         _ => 0,
     };
     match digits.parse::<u64>() {
@@ -383,7 +387,7 @@ pub fn parse_mount(value: &str) -> Result<MountRequest> {
             }
             "bind-propagation" => {
                 let mode = needs_value(val)?;
-                if !matches!(mode.as_str(), "rprivate" | "private") {
+                if mode != "rprivate" {
                     return Err(Error::new(format!(
                         "--mount {value}: bind-propagation={mode} is not supported: only rprivate (the default) — leave it out"
                     )));
@@ -604,6 +608,8 @@ mod tests {
         assert!(err(v("dd:/x:rw,ro")).contains("at most once"));
         assert!(err(v("dd:/x:bogus")).contains("invalid mode: bogus"));
         assert!(err(v("dd:/x:rshared")).contains("only rprivate"));
+        assert!(err(v("/h:/x:private")).contains("only rprivate"));
+        assert!(v("/h:/x:rprivate,ro").unwrap().readonly);
         assert!(err(v("/h:/x:nocopy")).contains("nocopy is for volumes"));
         assert!(err(v(":/x")).contains("invalid volume specification"));
         assert!(err(v("dd:")).contains("invalid volume specification"));
@@ -635,6 +641,24 @@ mod tests {
                 .unwrap();
         assert_eq!(bind.source.as_deref(), Some("/"));
         assert!(bind.readonly && !bind.create_source);
+        for (field, readonly) in [
+            ("readonly", true),
+            ("readonly=true", true),
+            ("ro=TRUE", true),
+            ("ro=t", true),
+            ("readonly=0", false),
+            ("ro=false", false),
+            ("ro=F", false),
+        ] {
+            let m = parse_mount(&format!("type=volume,target=/d,{field}")).unwrap();
+            assert_eq!(m.readonly, readonly, "{field}");
+        }
+        let m = parse_mount("Type=volume,Source=vv,Destination=/d,volume-label=solo").unwrap();
+        assert_eq!(
+            (m.source.as_deref(), m.destination.as_str()),
+            (Some("vv"), "/d")
+        );
+        assert_eq!(m.labels["solo"], "");
         assert_eq!(
             split_csv("a=\"x,y\",\"b=1,2\",c=\"\"\"q\"\"\"").unwrap(),
             ["a=x,y", "b=1,2", "c=\"q\""]
@@ -661,6 +685,10 @@ mod tests {
         assert!(err(parse_mount("dst=/x,ro=maybe")).contains("invalid value"));
         assert!(err(parse_mount(
             "type=bind,src=/,dst=/x,bind-propagation=shared"
+        ))
+        .contains("only rprivate"));
+        assert!(err(parse_mount(
+            "type=bind,src=/,dst=/x,bind-propagation=private"
         ))
         .contains("only rprivate"));
         assert!(err(parse_mount("dst=\"/x")).contains("quote"));
@@ -700,6 +728,11 @@ mod tests {
             "/var/lib/app"
         );
         assert_eq!(parse_size("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("2kb").unwrap(), 2048);
+        assert_eq!(parse_size("1024").unwrap(), 1024);
         assert!(parse_size("m").is_err());
+        assert!(parse_size("64x").is_err());
+        assert!(parse_size("1bb").is_err());
     }
 }

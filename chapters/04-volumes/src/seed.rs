@@ -19,34 +19,47 @@
 //! cost an overlay mount and unmount per container for nothing; docker
 //! too copies while the container's root filesystem is mounted for it.
 //!
-//! **What it never does**: follow a symlink. Every entry is read with
-//! `lstat`; a symlink is copied as a symlink; every entry is created in a
-//! directory this copy has just made (`O_EXCL`, `mkdir`, `symlink`), so
-//! nothing the image put at the target can make it write outside the
-//! volume. Owners, modes, xattrs and times are set on the entry itself
-//! (`lchown`, `AT_SYMLINK_NOFOLLOW`, `lsetxattr`).
+//! **What it never does**: follow a symlink. The copy works relative
+//! to open directories (`openat`, `mkdirat`, `symlinkat`, `fstatat` with
+//! `AT_SYMLINK_NOFOLLOW`), as `cp -a` does: every name is looked up once,
+//! in a directory already open, never as a whole path resolved again. A
+//! symlink is copied as a symlink; every entry is created in a directory
+//! this copy has just made (`O_EXCL`, `mkdirat`, `symlinkat`), so nothing
+//! the image put at the target can make it write outside the volume.
+//! Owners, modes, xattrs and times are set on the open file itself
+//! (`fchown`, `fsetxattr`, `fchmod`, `futimens`), or with
+//! `AT_SYMLINK_NOFOLLOW` on a symlink. File contents move in the kernel
+//! (`copy_file_range`, or `sendfile` between filesystems).
 //!
 //! **A killed copy** leaves `_data.tmp`, never a half-filled `_data`: the
 //! next seed removes it and starts again (the volume is still empty).
 //! The copy holds the volume's `seed.lock`, so two containers starting on
 //! one new volume seed it once.
 
-use ch01_images::error::{Error, IoContext, Result};
+use ch01_images::error::{io_error, Error, Result};
 use ch01_images::explain::{self, shell_quote};
-use nix::fcntl::AtFlags;
-use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::dir::Dir;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{fchownat, Gid, Uid};
+use nix::unistd::{Gid, Uid};
 use std::collections::HashMap;
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Is `dir` an empty directory? (A volume is seeded only then.)
 pub fn is_empty_dir(dir: &Path) -> bool {
     fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
+}
+
+/// Is there something to seed: `source` a directory with entries (not
+/// a symlink), `data` an empty directory?
+fn wants_seed(source: &Path, data: &Path) -> bool {
+    let is_dir = source.symlink_metadata().is_ok_and(|m| m.is_dir());
+    is_dir && is_empty_dir(data) && !is_empty_dir(source)
 }
 
 // ANCHOR: seed
@@ -57,9 +70,13 @@ pub fn seed(source: &Path, data: &Path) -> Result<bool> {
     let Some(volume_dir) = data.parent() else {
         return Err(Error::new(format!("{} has no parent", data.display())));
     };
+    // Most starts have nothing to seed: they skip the lock. Checked
+    // again under it, since another start may be seeding right now.
+    if !wants_seed(source, data) {
+        return Ok(false);
+    }
     let _lock = ch01_images::durable::lock(&volume_dir.join("seed.lock"))?;
-    let is_dir = source.symlink_metadata().is_ok_and(|m| m.is_dir());
-    if !is_dir || !is_empty_dir(data) || is_empty_dir(source) {
+    if !wants_seed(source, data) {
         return Ok(false);
     }
     let tmp = volume_dir.join("_data.tmp");
@@ -77,7 +94,7 @@ pub fn seed(source: &Path, data: &Path) -> Result<bool> {
     ch02_layers::unpack::remove_any(&tmp)?;
     let copied = Copier::default().copy_dir(source, &tmp).and_then(|()| {
         // rename(2) replaces an empty directory, atomically.
-        fs::rename(&tmp, data).context("renaming into place", data)
+        fs::rename(&tmp, data).map_err(|e| io_error("renaming into place", data, e))
     });
     if copied.is_err() {
         let _ = ch02_layers::unpack::remove_any(&tmp);
@@ -87,10 +104,52 @@ pub fn seed(source: &Path, data: &Path) -> Result<bool> {
 // ANCHOR_END: seed
 
 /// One copy: remembers the files with several names, to link them again.
-#[derive(Default)]
 struct Copier {
     /// (device, inode) of a source file → its first copy.
-    links: HashMap<(u64, u64), std::path::PathBuf>,
+    links: HashMap<(u64, u64), PathBuf>,
+    /// `copy_file_range` works between these two filesystems (until it
+    /// fails once: from an overlay to ext4 it says `EXDEV`).
+    range_copy: bool,
+}
+
+impl Default for Copier {
+    fn default() -> Self {
+        Copier {
+            links: HashMap::new(),
+            range_copy: true,
+        }
+    }
+}
+
+/// `openat(dir, name, O_DIRECTORY|O_NOFOLLOW)`: a directory, never a
+/// symlink to one.
+fn open_dir(dir: Option<RawFd>, name: &CStr, path: &Path) -> Result<OwnedFd> {
+    open_at(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+        Mode::empty(),
+        path,
+    )
+}
+
+/// `openat` with `O_NOFOLLOW | O_CLOEXEC`, as an owned descriptor.
+fn open_at(
+    dir: Option<RawFd>,
+    name: &CStr,
+    flags: OFlag,
+    mode: Mode,
+    path: &Path,
+) -> Result<OwnedFd> {
+    let flags = flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::openat(dir, name, flags, mode).map_err(|e| fail("opening", path, e))?;
+    // SAFETY: `openat` just returned this descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An error naming what was done to which path.
+fn fail(action: &str, path: &Path, e: nix::errno::Errno) -> Error {
+    io_error(action, path, e.into())
 }
 
 impl Copier {
@@ -98,104 +157,261 @@ impl Copier {
     /// Copies the directory `from` to `to` (which must not exist), and
     /// everything in it, without following a symlink.
     fn copy_dir(&mut self, from: &Path, to: &Path) -> Result<()> {
-        let meta = from.symlink_metadata().context("reading", from)?;
+        let source = open_dir(None, &cstring(from.as_os_str())?, from)?;
+        let meta =
+            nix::sys::stat::fstat(source.as_raw_fd()).map_err(|e| fail("reading", from, e))?;
         // 0700 while it fills: nobody else looks in; its mode comes last.
         std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
             .create(to)
-            .context("creating", to)?;
-        for entry in fs::read_dir(from).context("reading", from)? {
-            let entry = entry.context("reading", from)?;
-            let (source, target) = (entry.path(), to.join(entry.file_name()));
-            self.copy_entry(&source, &target)?;
-        }
-        finish(from, to, &meta)
+            .map_err(|e| io_error("creating", to, e))?;
+        let target = open_dir(None, &cstring(to.as_os_str())?, to)?;
+        self.copy_tree(source, &target, from, to, &meta)
     }
 
-    /// Copies one entry of any kind (a socket is skipped, as `cp -a` warns).
-    fn copy_entry(&mut self, from: &Path, to: &Path) -> Result<()> {
-        let meta = from.symlink_metadata().context("reading", from)?;
-        let kind = meta.file_type();
-        if kind.is_dir() {
-            return self.copy_dir(from, to);
-        }
-        if kind.is_symlink() {
-            let target = fs::read_link(from).context("reading", from)?;
-            std::os::unix::fs::symlink(&target, to).context("creating", to)?;
-            return finish(from, to, &meta);
-        }
-        if meta.nlink() > 1 {
-            if let Some(first) = self.links.get(&(meta.dev(), meta.ino())) {
-                return fs::hard_link(first, to).context("linking", to);
+    /// Copies what is in the open directory `source` into the open,
+    /// new directory `target`, then finishes `target` (its times last:
+    /// filling it changed them).
+    fn copy_tree(
+        &mut self,
+        source: OwnedFd,
+        target: &OwnedFd,
+        from: &Path,
+        to: &Path,
+        meta: &FileStat,
+    ) -> Result<()> {
+        let source_fd = source.as_raw_fd();
+        let mut dir = Dir::from(source).map_err(|e| fail("reading", from, e))?;
+        for entry in dir.iter() {
+            let entry = entry.map_err(|e| fail("reading", from, e))?;
+            let name = entry.file_name();
+            if matches!(name.to_bytes(), b"." | b"..") {
+                continue;
             }
-            self.links
-                .insert((meta.dev(), meta.ino()), to.to_path_buf());
+            self.copy_entry(source_fd, target.as_raw_fd(), name, from, to)?;
         }
-        if kind.is_file() {
-            let mut input = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(from)
-                .context("opening", from)?;
-            let mut output = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(to)
-                .context("creating", to)?;
-            std::io::copy(&mut input, &mut output).context("copying to", to)?;
-        } else {
-            use std::os::unix::fs::FileTypeExt;
-            if kind.is_socket() {
-                return Ok(());
+        finish(source_fd, target.as_raw_fd(), meta, to)
+    }
+
+    /// Copies the entry `name` of the open directory `source` into the
+    /// open directory `target` (`from` and `to` name them, for errors and
+    /// links). Any kind; a socket is skipped, as `cp -a` warns.
+    fn copy_entry(
+        &mut self,
+        source: RawFd,
+        target: RawFd,
+        name: &CStr,
+        from: &Path,
+        to: &Path,
+    ) -> Result<()> {
+        let path = |dir: &Path| dir.join(OsStr::from_bytes(name.to_bytes()));
+        let meta = nix::sys::stat::fstatat(Some(source), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(|e| fail("reading", &path(from), e))?;
+        let kind = SFlag::from_bits_truncate(meta.st_mode & libc::S_IFMT);
+        if kind == SFlag::S_IFDIR {
+            let (from, to) = (path(from), path(to));
+            let inner = open_dir(Some(source), name, &from)?;
+            nix::sys::stat::mkdirat(Some(target), name, Mode::from_bits_truncate(0o700))
+                .map_err(|e| fail("creating", &to, e))?;
+            let copy = open_dir(Some(target), name, &to)?;
+            return self.copy_tree(inner, &copy, &from, &to, &meta);
+        }
+        if kind == SFlag::S_IFLNK {
+            let link = nix::fcntl::readlinkat(Some(source), name)
+                .map_err(|e| fail("reading", &path(from), e))?;
+            nix::unistd::symlinkat(link.as_os_str(), Some(target), name)
+                .map_err(|e| fail("creating", &path(to), e))?;
+            return finish_at(target, name, &meta, &path(from), &path(to));
+        }
+        if kind == SFlag::S_IFSOCK {
+            return Ok(());
+        }
+        if meta.st_nlink > 1 {
+            let key = (meta.st_dev, meta.st_ino);
+            if let Some(first) = self.links.get(&key) {
+                let first = cstring(first.as_os_str())?;
+                return nix::unistd::linkat(
+                    None,
+                    first.as_c_str(),
+                    Some(target),
+                    name,
+                    AtFlags::empty(),
+                )
+                .map_err(|e| fail("linking", &path(to), e));
             }
-            let sflag = nix::sys::stat::SFlag::from_bits_truncate(meta.mode() & libc::S_IFMT);
-            let perm = nix::sys::stat::Mode::from_bits_truncate(0o600);
-            nix::sys::stat::mknod(to, sflag, perm, meta.rdev())
-                .map_err(|e| Error::new(format!("mknod {}: {e}", to.display())))?;
+            self.links.insert(key, path(to));
         }
-        finish(from, to, &meta)
+        if kind == SFlag::S_IFREG {
+            let input = open_at(
+                Some(source),
+                name,
+                OFlag::O_RDONLY,
+                Mode::empty(),
+                &path(from),
+            )?;
+            let output = open_at(
+                Some(target),
+                name,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                Mode::from_bits_truncate(0o600),
+                &path(to),
+            )?;
+            self.copy_data(
+                input.as_raw_fd(),
+                output.as_raw_fd(),
+                meta.st_size as u64,
+                &path(to),
+            )?;
+            return finish(input.as_raw_fd(), output.as_raw_fd(), &meta, &path(to));
+        }
+        // A device node or a FIFO: made empty, then finished by name.
+        nix::sys::stat::mknodat(
+            Some(target),
+            name,
+            kind,
+            Mode::from_bits_truncate(0o600),
+            meta.st_rdev,
+        )
+        .map_err(|e| fail("mknod", &path(to), e))?;
+        finish_at(target, name, &meta, &path(from), &path(to))
     }
     // ANCHOR_END: copy
+
+    /// Copies `size` bytes (what `fstatat` saw: the image's layers do not
+    /// change) from `input` to `output` in the kernel: `copy_file_range`
+    /// (a clone or an in-kernel copy), or `sendfile` when the two are on
+    /// different filesystems; `read`/`write` if neither will.
+    fn copy_data(&mut self, input: RawFd, output: RawFd, size: u64, to: &Path) -> Result<()> {
+        let mut done = 0u64;
+        let chunk = |done: u64| (size - done).min(1 << 30) as usize;
+        while self.range_copy && done < size {
+            // SAFETY: two open descriptors; null offsets use the files' own.
+            let n = unsafe {
+                libc::copy_file_range(
+                    input,
+                    std::ptr::null_mut(),
+                    output,
+                    std::ptr::null_mut(),
+                    chunk(done),
+                    0,
+                )
+            };
+            match n {
+                0 => return Ok(()),
+                n if n > 0 => done += n as u64,
+                _ => {
+                    let e = std::io::Error::last_os_error();
+                    let unsupported = matches!(
+                        e.raw_os_error(),
+                        Some(libc::EXDEV | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS)
+                    );
+                    if !unsupported || done > 0 {
+                        return Err(io_error("copying to", to, e));
+                    }
+                    self.range_copy = false;
+                }
+            }
+        }
+        while done < size {
+            // SAFETY: two open descriptors; a null offset uses the input's own.
+            let n = unsafe { libc::sendfile(output, input, std::ptr::null_mut(), chunk(done)) };
+            match n {
+                0 => return Ok(()),
+                n if n > 0 => done += n as u64,
+                _ if done == 0 => break,
+                _ => return Err(io_error("copying to", to, std::io::Error::last_os_error())),
+            }
+        }
+        if done < size {
+            // Neither works here: through user space, as `io::copy` does.
+            // SAFETY: both stay open (owned by the caller) while these
+            // borrowed `File`s live, and are not closed by them.
+            let borrow = |fd| std::mem::ManuallyDrop::new(unsafe { fs::File::from_raw_fd(fd) });
+            let (mut reader, mut writer) = (borrow(input), borrow(output));
+            std::io::copy(&mut *reader, &mut *writer).map_err(|e| io_error("copying to", to, e))?;
+        }
+        Ok(())
+    }
 }
 
 // ANCHOR: finish
-/// Gives the copy `to` the owner, xattrs, mode and times of `from`, on
-/// the entry itself (never a symlink's target). The owner first: `chown`
-/// clears set-user-ID bits, which `chmod` then sets back.
-fn finish(from: &Path, to: &Path, meta: &fs::Metadata) -> Result<()> {
-    fchownat(
-        None,
-        to,
-        Some(Uid::from_raw(meta.uid())),
-        Some(Gid::from_raw(meta.gid())),
+/// Gives the open copy `to` the owner, xattrs, mode and times of the
+/// open `from` (`meta`): on the files themselves, never a path looked up
+/// again. The owner first: `chown` clears set-user-ID bits, which
+/// `fchmod` then sets back.
+fn finish(from: RawFd, to: RawFd, meta: &FileStat, path: &Path) -> Result<()> {
+    let (uid, gid) = (Uid::from_raw(meta.st_uid), Gid::from_raw(meta.st_gid));
+    nix::unistd::fchown(to, Some(uid), Some(gid)).map_err(|e| fail("chown", path, e))?;
+    copy_xattrs(&Xattrs::Fd(from), &Xattrs::Fd(to));
+    let mode = Mode::from_bits_truncate(meta.st_mode & 0o7777);
+    nix::sys::stat::fchmod(to, mode).map_err(|e| fail("chmod", path, e))?;
+    let (atime, mtime) = times(meta);
+    nix::sys::stat::futimens(to, &atime, &mtime).map_err(|e| fail("setting the times of", path, e))
+}
+
+/// The same for an entry that cannot be opened (a symlink, a device
+/// node, a FIFO): by name in its open directory, never following a link.
+fn finish_at(dir: RawFd, name: &CStr, meta: &FileStat, from: &Path, to: &Path) -> Result<()> {
+    let (uid, gid) = (Uid::from_raw(meta.st_uid), Gid::from_raw(meta.st_gid));
+    nix::unistd::fchownat(
+        Some(dir),
+        name,
+        Some(uid),
+        Some(gid),
         AtFlags::AT_SYMLINK_NOFOLLOW,
     )
-    .map_err(|e| Error::new(format!("chown {}: {e}", to.display())))?;
-    copy_xattrs(from, to);
-    let is_symlink = meta.file_type().is_symlink();
-    if !is_symlink {
-        // `to` is no symlink: made by us as a file, directory or node.
-        let mode = nix::sys::stat::Mode::from_bits_truncate(meta.mode() & 0o7777);
-        nix::sys::stat::fchmodat(None, to, mode, nix::sys::stat::FchmodatFlags::FollowSymlink)
-            .map_err(|e| Error::new(format!("chmod {}: {e}", to.display())))?;
+    .map_err(|e| fail("chown", to, e))?;
+    if let (Ok(from_c), Ok(to_c)) = (cstring(from.as_os_str()), cstring(to.as_os_str())) {
+        copy_xattrs(&Xattrs::Path(&from_c), &Xattrs::Path(&to_c));
     }
-    let atime = TimeSpec::new(meta.atime(), meta.atime_nsec());
-    let mtime = TimeSpec::new(meta.mtime(), meta.mtime_nsec());
-    utimensat(None, to, &atime, &mtime, UtimensatFlags::NoFollowSymlink)
-        .map_err(|e| Error::new(format!("setting the times of {}: {e}", to.display())))
+    let is_symlink = meta.st_mode & libc::S_IFMT == libc::S_IFLNK;
+    if !is_symlink {
+        // A node we made: no symlink.
+        let mode = Mode::from_bits_truncate(meta.st_mode & 0o7777);
+        nix::sys::stat::fchmodat(
+            Some(dir),
+            name,
+            mode,
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|e| fail("chmod", to, e))?;
+    }
+    let (atime, mtime) = times(meta);
+    nix::sys::stat::utimensat(
+        Some(dir),
+        name,
+        &atime,
+        &mtime,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|e| fail("setting the times of", to, e))
 }
 // ANCHOR_END: finish
 
-/// Copies the extended attributes of `from` to `to` (both not followed).
-/// One the filesystem will not take (a `trusted.` one on some
-/// filesystems, any on a symlink) is skipped, as `cp -a` does.
-fn copy_xattrs(from: &Path, to: &Path) {
-    let (Ok(from_c), Ok(to_c)) = (cstring(from.as_os_str()), cstring(to.as_os_str())) else {
-        return;
-    };
-    let Some(names) = xattr_call(|buf, len| {
+/// The access and modification times in `meta`.
+fn times(meta: &FileStat) -> (TimeSpec, TimeSpec) {
+    (
+        TimeSpec::new(meta.st_atime, meta.st_atime_nsec),
+        TimeSpec::new(meta.st_mtime, meta.st_mtime_nsec),
+    )
+}
+
+/// Where extended attributes are read or written: an open file, or a
+/// path whose last component is not followed (the `l…xattr` calls).
+enum Xattrs<'a> {
+    Fd(RawFd),
+    Path(&'a CStr),
+}
+
+/// Copies the extended attributes of `from` to `to`. Most files have
+/// none: one `listxattr` says so. One the filesystem will not take (a
+/// `trusted.` one on some filesystems, any on a symlink) is skipped, as
+/// `cp -a` does.
+fn copy_xattrs(from: &Xattrs, to: &Xattrs) {
+    let Some(names) = xattr_call(|buf, len| match from {
+        // SAFETY: an open descriptor; the buffer is `len` bytes.
+        Xattrs::Fd(fd) => unsafe { libc::flistxattr(*fd, buf.cast(), len) },
         // SAFETY: the path is NUL-terminated; the buffer is `len` bytes.
-        unsafe { libc::llistxattr(from_c.as_ptr(), buf.cast(), len) }
+        Xattrs::Path(p) => unsafe { libc::llistxattr(p.as_ptr(), buf.cast(), len) },
     }) else {
         return;
     };
@@ -203,30 +419,33 @@ fn copy_xattrs(from: &Path, to: &Path) {
         let Ok(name_c) = CString::new(name) else {
             continue;
         };
-        let value = xattr_call(|buf, len| {
+        let value = xattr_call(|buf, len| match from {
+            // SAFETY: the name is NUL-terminated; the buffer is `len` bytes.
+            Xattrs::Fd(fd) => unsafe { libc::fgetxattr(*fd, name_c.as_ptr(), buf.cast(), len) },
             // SAFETY: both strings are NUL-terminated; the buffer is `len` bytes.
-            unsafe { libc::lgetxattr(from_c.as_ptr(), name_c.as_ptr(), buf.cast(), len) }
+            Xattrs::Path(p) => unsafe {
+                libc::lgetxattr(p.as_ptr(), name_c.as_ptr(), buf.cast(), len)
+            },
         });
-        if let Some(value) = value {
+        let Some(value) = value else { continue };
+        let (data, size) = (value.as_ptr().cast(), value.len());
+        match to {
+            // SAFETY: the name is NUL-terminated; `value` lives across the call.
+            Xattrs::Fd(fd) => unsafe { libc::fsetxattr(*fd, name_c.as_ptr(), data, size, 0) },
             // SAFETY: both strings are NUL-terminated; `value` lives across the call.
-            unsafe {
-                libc::lsetxattr(
-                    to_c.as_ptr(),
-                    name_c.as_ptr(),
-                    value.as_ptr().cast(),
-                    value.len(),
-                    0,
-                )
-            };
-        }
+            Xattrs::Path(p) => unsafe {
+                libc::lsetxattr(p.as_ptr(), name_c.as_ptr(), data, size, 0)
+            },
+        };
     }
 }
 
-/// Calls an xattr function twice: once for the size, once for the bytes.
+/// Calls an xattr function for the size, then (unless there is nothing)
+/// for the bytes.
 fn xattr_call(call: impl Fn(*mut u8, usize) -> isize) -> Option<Vec<u8>> {
     let size = call(std::ptr::null_mut(), 0);
-    if size < 0 {
-        return None;
+    if size <= 0 {
+        return (size == 0).then(Vec::new);
     }
     let mut buf = vec![0u8; size as usize];
     let n = call(buf.as_mut_ptr(), buf.len());
@@ -244,7 +463,8 @@ fn cstring(s: &OsStr) -> Result<CString> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use nix::sys::stat::utimensat;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn temp(label: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("crabbox-seed-{label}-{}", std::process::id()));

@@ -115,6 +115,42 @@ pub fn ensure(
     anonymous: bool,
 ) -> Result<(Volume, bool)> {
     let _lock = lock(root)?;
+    ensure_locked(root, name, labels, anonymous)
+}
+
+/// [`ensure`] for a container being created (`container` is its ID), which
+/// also **claims** the volume under the same lock: `claims/<id>` in the
+/// volume's directory. Until the container's config names the volume,
+/// the claim is what tells `volume rm` and `volume prune` (see [`users`])
+/// that the volume is taken; without it, they could remove it between
+/// this call and the moment the config is written.
+pub fn ensure_for(
+    root: &Path,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    anonymous: bool,
+    container: &str,
+) -> Result<(Volume, bool)> {
+    let _lock = lock(root)?;
+    let made = ensure_locked(root, name, labels, anonymous)?;
+    let claims = volume_dir(root, name).join("claims");
+    fs::create_dir_all(&claims).context("creating", &claims)?;
+    let claim = claims.join(container);
+    fs::write(&claim, b"").context("writing", &claim)?;
+    Ok(made)
+}
+
+/// Forgets the claim of `container` on volume `name` (it may be gone).
+pub fn drop_claim(root: &Path, name: &str, container: &str) {
+    let _ = fs::remove_file(volume_dir(root, name).join("claims").join(container));
+}
+
+fn ensure_locked(
+    root: &Path,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    anonymous: bool,
+) -> Result<(Volume, bool)> {
     if let Some(volume) = get(root, name) {
         return Ok((volume, false));
     }
@@ -142,13 +178,24 @@ pub fn ensure(
 // ANCHOR_END: ensure
 
 /// The IDs of the containers (running or not) whose config names volume
-/// `name` (see `extension`).
+/// `name` (see `extension`), and of those being created right now that
+/// claimed it (see [`ensure_for`]; a claim whose container is gone, or
+/// was created since, counts no more).
 pub fn users(root: &Path, name: &str) -> Vec<String> {
-    ch03_run::find::list(root)
+    let mut users: Vec<String> = ch03_run::find::list(root)
         .iter()
         .filter(|config| crate::extension::volume_names(config).any(|n| n == name))
         .map(|config| config.id.clone())
-        .collect()
+        .collect();
+    let claims = fs::read_dir(volume_dir(root, name).join("claims"));
+    for entry in claims.into_iter().flatten().flatten() {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        let container = ch03_run::record::containers_dir(root).join(&id);
+        if !users.contains(&id) && ch03_run::record::being_created(&container) {
+            users.push(id);
+        }
+    }
+    users
 }
 
 // ANCHOR: remove
@@ -255,6 +302,28 @@ mod tests {
         let missing = remove(&root, "data").unwrap_err();
         assert_eq!(missing.exit_code(), 1);
         assert_eq!(missing.to_string(), "get data: no such volume");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_volume_claimed_by_a_container_being_created_is_in_use() {
+        let root = temp_root("claim");
+        let id = "c".repeat(64);
+        let container = ch03_run::record::containers_dir(&root).join(&id);
+        fs::create_dir_all(&container).unwrap();
+        // The container is being created: its lock is held, no state yet.
+        let creating = ch03_run::record::lock(&container).unwrap();
+        ensure_for(&root, "data", &BTreeMap::new(), false, &id).unwrap();
+        assert_eq!(users(&root, "data"), std::slice::from_ref(&id));
+        let refused = remove(&root, "data").unwrap_err();
+        assert!(
+            refused.to_string().contains("volume is in use"),
+            "{refused}"
+        );
+        // Its creator died (lock released, no state): the claim counts no more.
+        drop(creating);
+        assert!(users(&root, "data").is_empty());
+        remove(&root, "data").unwrap();
         fs::remove_dir_all(&root).unwrap();
     }
 
