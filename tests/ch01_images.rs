@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use support::hostile::{HostileProxy, Hostility};
 use support::{fixtures, sh, Engine, Registry, RegistryAuth, TempDir};
 
 const BIN: &str = "ch01-images";
@@ -722,12 +723,25 @@ fn platform_flag_on_a_single_platform_image_is_an_error() {
     assert_eq!(engine.run(BIN, &["images", "-q"]).ok(), "");
 }
 
+/// A proxy in front of the registry that answers the first `failures`
+/// blob requests with `status`.
+fn failing_blobs(upstream: u16, failures: usize, status: &'static str) -> HostileProxy {
+    HostileProxy::start(
+        upstream,
+        Hostility {
+            matching: "/blobs/".into(),
+            fail_first: Some((failures, status)),
+            ..Hostility::default()
+        },
+    )
+}
+
 #[test]
 fn server_errors_and_rate_limits_are_retried() {
     let registry = fixture_registry();
     for status in ["503 Service Unavailable", "429 Too Many Requests"] {
         // Two failures: the client's third attempt gets through.
-        let proxy = support::faulty::FaultyProxy::start(registry.port, 2, status);
+        let proxy = failing_blobs(registry.port, 2, status);
         let engine = Engine::new();
         let out = engine.run(
             BIN,
@@ -748,7 +762,7 @@ fn server_errors_and_rate_limits_are_retried() {
         engine.assert_store_consistent();
     }
     // A registry that keeps failing: after the last attempt, one clear line.
-    let proxy = support::faulty::FaultyProxy::start(registry.port, 100, "503 Service Unavailable");
+    let proxy = failing_blobs(registry.port, 100, "503 Service Unavailable");
     let engine = Engine::new();
     let line = engine
         .run(BIN, &["pull", &format!("127.0.0.1:{}/busybox", proxy.port)])

@@ -7,7 +7,10 @@
 //! * **huge body**: answer with a body of N bytes instead of the real one
 //!   (a 100 MB "manifest"), announcing its length or not;
 //! * **header rewrites**: replace strings in every response's headers (a
-//!   `Docker-Content-Digest` that lies, a token realm sent elsewhere).
+//!   `Docker-Content-Digest` that lies, a token realm sent elsewhere);
+//! * **failures**: answer the first N matching requests with an error
+//!   status (503, 429…), to show that the client retries what is worth
+//!   retrying.
 //!
 //! Everything else passes through unchanged. It is bounded in time: every
 //! connection thread stops at the next byte once the proxy is dropped.
@@ -31,6 +34,9 @@ pub struct Hostility {
     pub huge_body: Option<(u64, bool)>,
     /// `(from, to)` replacements in every response's headers.
     pub header_rewrites: Vec<(String, String)>,
+    /// Answer the first N matching requests with this status line
+    /// (e.g. "503 Service Unavailable") and an empty body.
+    pub fail_first: Option<(usize, &'static str)>,
 }
 
 pub struct HostileProxy {
@@ -117,8 +123,19 @@ fn serve(
     }
     let mut client = client;
     let matches = !hostility.matching.is_empty() && head[0].contains(&hostility.matching);
-    if matches {
-        tampered.fetch_add(1, Ordering::SeqCst);
+    let earlier = if matches {
+        tampered.fetch_add(1, Ordering::SeqCst)
+    } else {
+        0
+    };
+    if let (true, Some((failures, status))) = (matches, hostility.fail_first) {
+        if earlier < failures {
+            let _ = write!(
+                client,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            return;
+        }
     }
     if let (true, Some((size, announce))) = (matches, hostility.huge_body) {
         let length = if announce {

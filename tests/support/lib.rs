@@ -4,7 +4,6 @@
 //! fails, since guards drop while a panic unwinds).
 
 pub mod containers;
-pub mod faulty;
 pub mod hostile;
 pub mod layers;
 pub mod probes;
