@@ -258,6 +258,11 @@ pub struct RunConfig {
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// Every other field, kept as it was (`Healthcheck`, `OnBuild`,
+    /// `Shell`…): this engine does not act on them, but an image built
+    /// here (chapter 5) records them, and one read here keeps them.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -557,6 +557,7 @@ impl Store {
             }
             self.mark(&descriptor.digest, &descriptor.media_type, &mut reachable);
         }
+        reachable.extend(self.pinned_blobs());
         let dir = self.images.join("blobs").join("sha256");
         let mut deleted = Vec::new();
         for entry in fs::read_dir(&dir).context("reading", &dir)?.flatten() {
@@ -582,6 +583,39 @@ impl Store {
         Ok(deleted)
     }
     // ANCHOR_END: garbage_collect
+
+    /// Keeps blobs that no name reaches from garbage collection, for
+    /// `owner` (chapter 5's build cache keeps the layers of steps it may
+    /// reuse, whether an image still names them or not). Replaces what
+    /// `owner` pinned before; an empty list unpins all.
+    pub fn pin_blobs(&self, owner: &str, digests: &[Digest]) -> Result<()> {
+        let dir = self.root.join("blob-pins");
+        let path = dir.join(format!("{owner}.json"));
+        if digests.is_empty() {
+            return match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(crate::error::io_error("removing", &path, e))
+                }
+                _ => Ok(()),
+            };
+        }
+        fs::create_dir_all(&dir).context("creating", &dir)?;
+        let bytes = serde_json::to_vec(digests).expect("digests serialize");
+        write_atomically(&path, &bytes)
+    }
+
+    /// Every blob some owner pinned (see [`Store::pin_blobs`]).
+    fn pinned_blobs(&self) -> Vec<Digest> {
+        let dir = self.root.join("blob-pins");
+        fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<Vec<Digest>>(&b).ok())
+            .flatten()
+            .collect()
+    }
 
     // ANCHOR: mark
     /// Marks a manifest or index and everything it reaches. The document

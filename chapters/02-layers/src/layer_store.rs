@@ -168,10 +168,7 @@ impl LayerStore {
                 )));
             }
             fs::rename(&tmp, &dir).context("renaming into place", &dir)?;
-            let link = self.dir.join(self.short_name(diff_id));
-            let _ = fs::remove_file(&link);
-            std::os::unix::fs::symlink(format!("../{}", diff_id.hex()), &link)
-                .context("creating", &link)?;
+            self.link_short_name(diff_id)?;
             Ok(dir.clone())
         })();
         if result.is_err() {
@@ -180,6 +177,38 @@ impl LayerStore {
         result
     }
     // ANCHOR_END: unpack_layer
+
+    /// The short link `l/<12 hex>` the overlay mount names a layer by.
+    fn link_short_name(&self, diff_id: &Digest) -> Result<()> {
+        let link = self.dir.join(self.short_name(diff_id));
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(format!("../{}", diff_id.hex()), &link)
+            .context("creating", &link)
+    }
+
+    // ANCHOR: adopt
+    /// Makes `dir`, a directory already in overlay notation (the writable
+    /// layer of a build step, whose diff ID is `diff_id`), the layer
+    /// directory of `diff_id`, by renaming it: no need to unpack the blob
+    /// just made from it. `dir` must be on the layer store's filesystem.
+    /// If that layer is here already (an identical step of another
+    /// build), `dir` is deleted instead. Returns the layer's directory.
+    pub fn adopt(&self, dir: &Path, diff_id: &Digest) -> Result<PathBuf> {
+        let _lock = self.lock()?;
+        let layer = self.layer_dir(diff_id);
+        if layer.is_dir() {
+            crate::unpack::remove_any(dir)?;
+        } else {
+            explain::step(
+                &format!("keep the step's upper directory as layer {diff_id} (no unpacking)"),
+                Some(&format!("mv {} {}", dir.display(), layer.display())),
+            );
+            fs::rename(dir, &layer).context("renaming into place", &layer)?;
+        }
+        self.link_short_name(diff_id)?;
+        Ok(layer)
+    }
+    // ANCHOR_END: adopt
 
     // ANCHOR: users
     /// Unpacks what is missing of `layers` and records that the root

@@ -48,6 +48,10 @@ pub struct OverlayMount {
     pub target: PathBuf,
     /// Mount with `volatile`: no flush to disk (see the module's doc).
     pub volatile: bool,
+    /// More options, e.g. `redirect_dir=off` for a writable layer that
+    /// will become an image layer (chapter 5's build steps, see
+    /// [`crate::rootfs::Rootfs::with_overlay_options`]).
+    pub extra: Vec<String>,
 }
 
 impl OverlayMount {
@@ -61,6 +65,10 @@ impl OverlayMount {
         );
         if self.volatile {
             options.push_str(",volatile");
+        }
+        for option in &self.extra {
+            options.push(',');
+            options.push_str(option);
         }
         options
     }
@@ -111,6 +119,20 @@ impl OverlayMount {
             )
         };
         let mut result = mount_with(&options);
+        if !self.extra.is_empty() && result == Err(nix::errno::Errno::EINVAL) {
+            // An older kernel that does not know an option (`metacopy`
+            // came in 4.19) does not have the feature it turns off either.
+            let known = OverlayMount {
+                extra: self
+                    .extra
+                    .iter()
+                    .filter(|o| !o.ends_with("=off") || o.starts_with("redirect_dir"))
+                    .cloned()
+                    .collect(),
+                ..self.clone()
+            };
+            result = mount_with(&known.options());
+        }
         if self.volatile && result == Err(nix::errno::Errno::EINVAL) {
             // A kernel older than 5.10 does not know `volatile`: mount
             // without it (the same tree, only slower to unmount).

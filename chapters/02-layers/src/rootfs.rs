@@ -87,6 +87,7 @@ impl Rootfs {
             work,
             target: target.to_path_buf(),
             volatile: flush == Flush::Later,
+            extra: Vec::new(),
         };
         Ok(Rootfs {
             dir: dir.to_path_buf(),
@@ -94,6 +95,18 @@ impl Rootfs {
             layers: layer_dirs,
             overlay,
         })
+    }
+
+    /// Adds overlay mount options. A build step's writable layer becomes
+    /// an image layer, read by any engine on any kernel, so chapter 5
+    /// mounts with `redirect_dir=off` (a renamed directory is copied up
+    /// whole instead of leaving a redirect only overlayfs understands),
+    /// `metacopy=off` (a chmod copies the data up too) and `index=off`.
+    pub fn with_overlay_options(mut self, options: &[&str]) -> Rootfs {
+        self.overlay
+            .extra
+            .extend(options.iter().map(|o| o.to_string()));
+        self
     }
 
     pub fn upper(&self) -> &Path {
