@@ -12,6 +12,21 @@
 //! plain HTTP, answering the auth challenge (anonymous tokens for Docker Hub,
 //! Basic for a private registry), asking for the right media types, and
 //! retrying when the network or the server hiccups. Each is here.
+//!
+//! Publishing an image (chapter 5's `push`) speaks the same API the other
+//! way round, with `HEAD`, `POST`, `PUT` and `PATCH`. For it, this client is
+//! widened in three generic ways, none of which changes a pull:
+//!
+//! * [`Access`]: a client made with [`Registry::connect_with_access`] and
+//!   [`Access::Push`] asks the auth server for a token scoped
+//!   `repository:NAME:pull,push` instead of `…:pull`, never goes through
+//!   a mirror (a pull-through cache takes no uploads), and says "push
+//!   access denied" when refused;
+//! * [`Registry::request`] and [`Registry::request_once`]: any method,
+//!   with extra headers and a [`Payload`], authorized, narrated as curl,
+//!   and (for the first) retried as every GET is;
+//! * [`Registry::check_status`] is public, so those callers turn a
+//!   registry's error into the same one-line messages as a pull.
 
 use crate::auth::{self, parse_challenge, Credentials};
 use crate::digest::Digest;
@@ -243,6 +258,39 @@ fn read_bounded(reader: impl Read, max: u64) -> std::io::Result<Option<Vec<u8>>>
     Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
+// ANCHOR: access
+/// What a client asks a registry's auth server for.
+///
+/// A Bearer token is scoped: `repository:library/busybox:pull` lets its
+/// holder read that one repository and nothing else. Pulling asks for
+/// `pull`; pushing needs `pull,push` (an upload first asks whether the
+/// registry has each blob already, which is a read).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Access {
+    #[default]
+    Pull,
+    Push,
+}
+
+impl Access {
+    /// The actions of the token scope: `repository:NAME:<actions>`.
+    pub fn actions(self) -> &'static str {
+        match self {
+            Access::Pull => "pull",
+            Access::Push => "pull,push",
+        }
+    }
+}
+// ANCHOR_END: access
+
+/// The body of a request (`push`'s blob uploads and its manifest), and,
+/// for `--explain`, where the curl command that does the same reads it:
+/// `@/path/to/blob`, or `@<(tail -c +N FILE | head -c M)` for a part of one.
+pub struct Payload<'a> {
+    pub bytes: &'a [u8],
+    pub shown_as: String,
+}
+
 /// A manifest as the registry sent it.
 pub struct FetchedManifest {
     pub bytes: Vec<u8>,
@@ -264,16 +312,31 @@ pub struct Registry {
     authorization: Mutex<Option<String>>,
     /// How slow the registry may be (see [`TransferLimits`]).
     limits: TransferLimits,
+    /// What tokens are asked for: pull, or pull and push.
+    access: Access,
 }
 // ANCHOR_END: client
 
 impl Registry {
-    /// Connects to the repository of `reference`: chooses the endpoint and
-    /// scheme, loads stored credentials, and pings `/v2/`.
+    /// Connects to the repository of `reference` to pull: chooses the
+    /// endpoint and scheme, loads stored credentials, and pings `/v2/`.
     pub fn connect(reference: &Reference, options: &RegistryOptions) -> Result<Registry> {
+        Registry::connect_with_access(reference, options, Access::Pull)
+    }
+
+    /// [`Registry::connect`], for `access`. With [`Access::Push`] the
+    /// token asked for at the ping is scoped `pull,push`, and a mirror is
+    /// never used: it is a cache to pull docker.io's images through, and
+    /// an upload must reach the registry the name points at.
+    pub fn connect_with_access(
+        reference: &Reference,
+        options: &RegistryOptions,
+        access: Access,
+    ) -> Result<Registry> {
+        let mirror = options.mirror.as_ref().filter(|_| access == Access::Pull);
         // `registry` names whose credentials apply: a mirror gets its own,
         // never the user's Docker Hub login.
-        let (base, registry) = match (&options.mirror, reference.domain == DOCKER_HUB) {
+        let (base, registry) = match (mirror, reference.domain == DOCKER_HUB) {
             (Some(mirror), true) => {
                 explain::step(&format!("docker.io is served by the mirror {mirror}"), None);
                 let host = mirror
@@ -298,7 +361,7 @@ impl Registry {
                 (format!("{scheme}://{host}"), reference.domain.clone())
             }
         };
-        let registry = Registry::new(base, &registry, &reference.path)?;
+        let registry = Registry::new(base, &registry, &reference.path)?.with_access(access);
         registry.ping()?;
         Ok(registry)
     }
@@ -325,7 +388,15 @@ impl Registry {
             credentials: auth::stored_credentials(registry)?,
             authorization: Mutex::new(None),
             limits,
+            access: Access::Pull,
         })
+    }
+
+    /// Asks for tokens for `access` (made with [`Registry::new`], which
+    /// asks for pull).
+    pub fn with_access(mut self, access: Access) -> Registry {
+        self.access = access;
+        self
     }
 
     /// Uses these limits instead of the environment's.
@@ -353,13 +424,20 @@ impl Registry {
         &self.repository
     }
 
+    /// The registry as the user named it: `docker.io`, `localhost:5000`.
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
     // ANCHOR: ping
     /// `GET /v2/`: is this a v2 registry, and how does it want us to log in?
     /// A 401 here is normal: it carries the challenge, which we answer now
     /// so the requests that follow are authorized from the start.
     pub fn ping(&self) -> Result<()> {
         let url = format!("{}/v2/", self.base);
-        let response = self.send_once("GET", &url, None).map_err(|e| e.error)?;
+        let response = self
+            .send_once("GET", &url, &[], None)
+            .map_err(|e| e.error)?;
         match response.status().as_u16() {
             200..=299 => Ok(()),
             401 => self.answer_challenge(&response),
@@ -480,12 +558,52 @@ impl Registry {
     /// may have expired), while connection errors, 5xx and 429 are retried
     /// with growing pauses.
     pub fn get(&self, url: &str, accept: Option<&str>) -> Result<Response<Body>> {
+        let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("Accept", *a)).collect();
+        self.request("GET", url, &headers, None)
+    }
+
+    /// Any request, authorized and retried as a GET is (chapter 5's `push`
+    /// sends HEAD, POST and PUT this way). Only for requests that are
+    /// harmless to send twice: a retried one may be the second copy of a
+    /// request whose answer was lost.
+    pub fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        payload: Option<&Payload>,
+    ) -> Result<Response<Body>> {
+        self.send(method, url, headers, payload, ATTEMPTS)
+    }
+
+    /// Like [`Registry::request`], but a failure is final: for a step of a
+    /// blob upload (a PATCH of a chunk), which a registry must not receive
+    /// twice. A 401 is still answered and the request sent again: a refused
+    /// request did nothing.
+    pub fn request_once(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        payload: Option<&Payload>,
+    ) -> Result<Response<Body>> {
+        self.send(method, url, headers, payload, 1)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        payload: Option<&Payload>,
+        attempts: u32,
+    ) -> Result<Response<Body>> {
         let mut answered_challenge = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let last = attempt >= ATTEMPTS;
-            match self.send_once("GET", url, accept) {
+            let last = attempt >= attempts;
+            match self.send_once(method, url, headers, payload) {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     if status == 401 && !answered_challenge {
@@ -508,23 +626,34 @@ impl Registry {
     // ANCHOR_END: get
 
     /// One request, narrated as the `curl` command that does the same.
+    ///
+    /// The `Authorization` header goes only to this registry's own URLs:
+    /// an upload's `Location` may name another host, and a hostile
+    /// registry must not be able to collect our password that way.
     fn send_once(
         &self,
         method: &str,
         url: &str,
-        accept: Option<&str>,
+        headers: &[(&str, &str)],
+        payload: Option<&Payload>,
     ) -> Result<Response<Body>, SendError> {
-        let authorization = self.authorization.lock().expect("lock poisoned").clone();
+        let authorization = self
+            .authorization
+            .lock()
+            .expect("lock poisoned")
+            .clone()
+            .filter(|_| self.is_own_url(url));
         if explain::enabled() {
             let mut cmd = String::from("curl -sS");
-            if method != "GET" {
-                cmd.push_str(&format!(" -X {method}"));
+            match method {
+                "GET" => {}
+                // curl -X HEAD would wait for a body that never comes.
+                "HEAD" => cmd.push_str(" -I"),
+                // -i: show the answer's headers (Location, Docker-Content-Digest).
+                _ => cmd.push_str(&format!(" -i -X {method}")),
             }
-            if let Some(accept) = accept {
-                cmd.push_str(&format!(
-                    " -H {}",
-                    shell_quote(&format!("Accept: {accept}"))
-                ));
+            for (name, value) in headers {
+                cmd.push_str(&format!(" -H {}", shell_quote(&format!("{name}: {value}"))));
             }
             if let Some(value) = &authorization {
                 // Never print a secret: show where it would go.
@@ -535,24 +664,43 @@ impl Registry {
                 };
                 cmd.push_str(&format!(" -H \"Authorization: {shown}\""));
             }
+            if let Some(payload) = payload {
+                cmd.push_str(&format!(" --data-binary {}", payload.shown_as));
+            }
             cmd.push_str(&format!(" {}", shell_quote(url)));
             explain::step(&format!("{method} {url}"), Some(&cmd));
         }
         let mut request = http::Request::builder().method(method).uri(url);
-        if let Some(accept) = accept {
-            request = request.header("Accept", accept);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         if let Some(value) = &authorization {
             request = request.header("Authorization", value);
         }
-        let request = request.body(()).map_err(|e| SendError {
-            error: Error::new(format!("invalid request URL {url}: {e}")),
+        let invalid = |e: http::Error| SendError {
+            error: Error::new(format!("invalid request {method} {url}: {e}")),
             retryable: false,
-        })?;
-        self.agent.run(request).map_err(|e| SendError {
+        };
+        // POST, PUT and PATCH always carry a body, empty or not, so that
+        // the registry (or a proxy before it) sees `Content-Length: 0`
+        // rather than no length at all.
+        let result = match (payload, method) {
+            (Some(p), _) => self.agent.run(request.body(p.bytes).map_err(invalid)?),
+            (None, "POST" | "PUT" | "PATCH") => {
+                self.agent.run(request.body(&[][..]).map_err(invalid)?)
+            }
+            (None, _) => self.agent.run(request.body(()).map_err(invalid)?),
+        };
+        result.map_err(|e| SendError {
             retryable: is_transient(&e),
             error: self.transport_error(url, e),
         })
+    }
+
+    /// Is `url` on this registry (same scheme, host and port as `base`)?
+    fn is_own_url(&self, url: &str) -> bool {
+        url.strip_prefix(&self.base)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
     // ANCHOR: answer_challenge
@@ -566,7 +714,7 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let Some(challenge) = parse_challenge(header) else {
-            return Err(self.denied());
+            return Err(self.denied(&format!("the registry {}", self.registry)));
         };
         let value = match challenge.scheme.as_str() {
             "basic" => match &self.credentials {
@@ -574,12 +722,17 @@ impl Registry {
                 None => return Err(self.login_needed()),
             },
             "bearer" => {
-                let realm = challenge.params.get("realm").ok_or_else(|| self.denied())?;
+                let realm = challenge
+                    .params
+                    .get("realm")
+                    .ok_or_else(|| self.denied(&format!("the registry {}", self.registry)))?;
                 // The /v2/ ping's challenge names no scope: ask for what we
-                // will do next, pulling this repository (none for `login`).
+                // will do next, pulling this repository (or pulling and
+                // pushing, see `Access`; nothing for `login`).
                 let scope = challenge.params.get("scope").cloned().or_else(|| {
-                    (!self.repository.is_empty())
-                        .then(|| format!("repository:{}:pull", self.repository))
+                    (!self.repository.is_empty()).then(|| {
+                        format!("repository:{}:{}", self.repository, self.access.actions())
+                    })
                 });
                 let mut query = Vec::new();
                 if let Some(scope) = scope {
@@ -625,7 +778,7 @@ impl Registry {
         let response = request.call().map_err(|e| self.transport_error(url, e))?;
         match response.status().as_u16() {
             200 => {}
-            401 | 403 => return Err(self.denied()),
+            401 | 403 => return Err(self.denied("the auth server")),
             status => {
                 return Err(Error::new(format!(
                     "the auth server {url} answered HTTP {status}"
@@ -654,7 +807,14 @@ impl Registry {
     }
 
     /// Turns a registry's error status into a message that says what to do.
-    fn check_status(&self, response: &mut Response<Body>, what: &str, kind: &str) -> Result<()> {
+    /// `what` names the object (`app:v1`, `app@sha256:…`) and `kind` what
+    /// it is (`manifest`, `blob`), for the "unknown" message.
+    pub fn check_status(
+        &self,
+        response: &mut Response<Body>,
+        what: &str,
+        kind: &str,
+    ) -> Result<()> {
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(());
@@ -674,14 +834,28 @@ impl Registry {
                 self.registry, self.repository
             )),
             (404, _) => Error::new(format!("{kind} unknown: {what} — check the name and tag")),
-            (401, _) if self.credentials.is_some() => Error::new(format!(
-                "authentication refused by {} for {} — check your login (login {})",
-                self.registry, self.repository, self.registry
-            )),
-            (401, _) | (403, _) => self.denied(),
+            (401, _) if self.credentials.is_some() => match self.access {
+                Access::Pull => Error::new(format!(
+                    "authentication refused by {} for {} — check your login (login {})",
+                    self.registry, self.repository, self.registry
+                )),
+                Access::Push => Error::new(format!(
+                    "push access denied for {}/{}: the registry {} refused the login of {} — check your login (login {}) or your rights",
+                    self.registry,
+                    self.repository,
+                    self.registry,
+                    self.credentials.as_ref().map_or("", |c| c.username.as_str()),
+                    self.registry
+                )),
+            },
+            (401, _) | (403, _) => self.denied(&format!("the registry {}", self.registry)),
             (429, _) => Error::new(format!(
-                "{} is rate-limiting pulls (HTTP 429) — wait, or log in",
-                self.registry
+                "{} is rate-limiting {} (HTTP 429) — wait, or log in",
+                self.registry,
+                match self.access {
+                    Access::Pull => "pulls",
+                    Access::Push => "pushes",
+                }
             )),
             _ => Error::new(format!(
                 "{} answered HTTP {status} {code} for {what}",
@@ -690,18 +864,33 @@ impl Registry {
         })
     }
 
-    fn denied(&self) -> Error {
-        Error::new(format!(
-            "pull access denied for {}: the repository does not exist or needs a login (login {})",
-            self.repository, self.registry
-        ))
+    /// Refused: `who` ("the auth server", "the registry HOST") said no.
+    /// A pull's message is docker's: a registry does not tell strangers
+    /// whether a private repository exists. A push's says who refused.
+    fn denied(&self, who: &str) -> Error {
+        match self.access {
+            Access::Pull => Error::new(format!(
+                "pull access denied for {}: the repository does not exist or needs a login (login {})",
+                self.repository, self.registry
+            )),
+            Access::Push => Error::new(format!(
+                "push access denied for {}/{}: {who} refused — log in first (login {}) or check your rights",
+                self.registry, self.repository, self.registry
+            )),
+        }
     }
 
     fn login_needed(&self) -> Error {
-        Error::new(format!(
-            "{} requires a login — run: login {}",
-            self.registry, self.registry
-        ))
+        match self.access {
+            Access::Pull => Error::new(format!(
+                "{} requires a login — run: login {}",
+                self.registry, self.registry
+            )),
+            Access::Push => Error::new(format!(
+                "push access denied for {}/{}: the registry {} requires a login — log in first (login {})",
+                self.registry, self.repository, self.registry, self.registry
+            )),
+        }
     }
 
     fn transport_error(&self, url: &str, e: ureq::Error) -> Error {
@@ -904,6 +1093,23 @@ mod tests {
             err.message()
         );
         assert!(check_announced_digest("a:b", Some("sha256:zz"), &body).is_err());
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_registrys_own_urls() {
+        let r = Registry::new("http://127.0.0.1:5000".into(), "127.0.0.1:5000", "app").unwrap();
+        assert!(r.is_own_url("http://127.0.0.1:5000/v2/app/blobs/uploads/u?_state=s"));
+        assert!(r.is_own_url("http://127.0.0.1:5000"));
+        assert!(!r.is_own_url("http://127.0.0.1:50001/v2/"));
+        assert!(!r.is_own_url("http://elsewhere.example/v2/app/blobs/uploads/u"));
+        assert!(!r.is_own_url("https://127.0.0.1:5000/v2/"));
+    }
+
+    #[test]
+    fn a_push_asks_for_pull_and_push() {
+        assert_eq!(Access::default(), Access::Pull);
+        assert_eq!(Access::Pull.actions(), "pull");
+        assert_eq!(Access::Push.actions(), "pull,push");
     }
 
     #[test]
