@@ -90,6 +90,19 @@ impl Tally {
     }
 }
 
+/// `ch05-dockerfile parse --sexp FILE`, on an empty engine root.
+fn parse_with_the_binary(file: &Path) -> support::Run {
+    let root = support::TempDir::new("conformance-root");
+    support::Run::from_output(
+        std::process::Command::new(support::bin("ch05-dockerfile"))
+            .args(["parse", "--sexp"])
+            .arg(file)
+            .env("CRABBOX_ROOT", root.path())
+            .output()
+            .expect("run ch05-dockerfile"),
+    )
+}
+
 fn parser_positive(root: &Path) -> Tally {
     let mut tally = Tally::new("parser");
     for case in cases(&root.join("parser/testfiles")) {
@@ -98,7 +111,11 @@ fn parser_positive(root: &Path) -> Tally {
         let id = format!("parser/{}", name(&case));
         let got = parse("Dockerfile", &text).map(|df| df.sexp());
         let ok = matches!(&got, Ok(s) if s.trim_end() == expected.trim_end());
-        tally.record(&id, ok, || match got {
+        // The learner's way to the same dump: `parse --sexp FILE`.
+        let cli = parse_with_the_binary(&case.join("Dockerfile"));
+        let cli_ok = cli.code == 0 && cli.stdout.trim_end() == expected.trim_end();
+        tally.record(&id, ok && cli_ok, || match got {
+            Ok(_) if ok => format!("`parse --sexp` printed\n{}{}", cli.stdout, cli.stderr),
             Ok(s) => format!("\n--- expected\n{expected}--- got\n{s}"),
             Err(e) => format!("error: {e}"),
         });
@@ -115,8 +132,15 @@ fn parser_negative(root: &Path) -> Tally {
         if let Err(e) = &got {
             eprintln!("{id}: refused as expected: {e}");
         }
-        tally.record(&id, got.is_err(), || {
-            format!("accepted: {}", got.unwrap().sexp())
+        // The binary refuses it too: one line, exit 125.
+        let cli = parse_with_the_binary(&case.join("Dockerfile"));
+        let cli_ok = cli.code == 125 && cli.stdout.is_empty() && cli.stderr.lines().count() == 1;
+        tally.record(&id, got.is_err() && cli_ok, || match got {
+            Ok(df) => format!("accepted: {}", df.sexp()),
+            Err(_) => format!(
+                "`parse --sexp` exited {} with\n{}{}",
+                cli.code, cli.stdout, cli.stderr
+            ),
         });
     }
     tally

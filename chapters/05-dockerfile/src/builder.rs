@@ -337,6 +337,20 @@ impl Build<'_> {
             .lexer
             .expand_word(&stage.base, &global_env)
             .map_err(|e| self.error(&stage.from, e.to_string()))?;
+        if let Some(platform) = stage.from.flag("platform") {
+            let wanted = self
+                .lexer
+                .expand_word(platform, &global_env)
+                .map_err(|e| self.error(&stage.from, e.to_string()))?;
+            let host = ch01_images::platform::Platform::host();
+            let here = format!("{}/{}", host.os, host.architecture);
+            if wanted != here {
+                return Err(self.error(
+                    &stage.from,
+                    format!("FROM --platform={wanted}: building for another platform is not supported here (this machine is {here})"),
+                ));
+            }
+        }
         let mut image = self.base_image(stage, &base)?;
         self.out.line(&format!(
             " ---> {} ({})",
@@ -425,6 +439,7 @@ impl Build<'_> {
         instruction: &Instruction,
     ) -> Result<()> {
         let started = Instant::now();
+        check_flags(instruction).map_err(|e| self.error(instruction, e))?;
         let (created_by, done) = match instruction.keyword {
             Keyword::Run => self.run(stage, image, instruction)?,
             Keyword::Copy | Keyword::Add => self.copy(stage, image, instruction)?,
@@ -438,7 +453,10 @@ impl Build<'_> {
                         .map_err(|e| self.error(instruction, e.to_string()))?;
                 }
                 (
-                    format!("ARG {}", self.scope.args_in_scope().join(" ")),
+                    // Keyed on what is written: the values reach the key of
+                    // each RUN that sees them (its `|N K=V` prefix), so a new
+                    // value rebuilds from the first such RUN, not from here.
+                    format!("ARG {}", words(instruction).join(" ")),
                     Done::Config,
                 )
             }
@@ -620,23 +638,43 @@ impl Build<'_> {
                     .map_err(|e| Error::new(format!("writing {}: {e}", path.display())))?;
                 use std::os::unix::fs::PermissionsExt;
                 let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755));
-                mounts.push(Mount::bind_file(&path, HEREDOC_SCRIPT));
+                // Not `Mount::bind_file`, which is `noexec`: this file runs.
+                let host = path.display().to_string();
+                mounts.push(Mount::new(
+                    HEREDOC_SCRIPT,
+                    "bind",
+                    &host,
+                    &["bind", "ro", "nosuid", "nodev"],
+                ));
             }
-            let (code, stubs) = step::run(
-                root,
-                RunStep {
-                    args,
-                    config: image.run_config(),
-                    extra_env,
-                    cgroup,
-                    mounts,
-                    own_network: network == "none",
-                },
-            )?;
+            let step = RunStep {
+                args,
+                config: image.run_config(),
+                extra_env,
+                cgroup,
+                mounts,
+                own_network: network == "none",
+            };
+            // With -q the step's output is kept aside, shown only if it fails.
+            let log = build
+                .out
+                .quiet
+                .then(|| build.workspace.dir.join("output.log"));
+            let result = match &log {
+                Some(log) => step::with_output_to(log, || step::run(root, step)),
+                None => step::run(root, step),
+            };
+            let failed = !matches!(result, Ok((0, _)));
+            if let (true, Some(log)) = (failed, &log) {
+                eprint!("{}", std::fs::read_to_string(log).unwrap_or_default());
+            }
+            let place = format!("{}:{}", build.plan.file, instruction.line);
+            let (code, stubs) = result.map_err(|e| {
+                Error::new(format!("{place}: {}", e.message())).with_exit_code(e.exit_code())
+            })?;
             if code != 0 {
                 return Err(Error::new(format!(
-                    "{}:{}: The command '{shown}' returned a non-zero code: {code}",
-                    build.plan.file, instruction.line
+                    "{place}: The command '{shown}' returned a non-zero code: {code}"
                 ))
                 .with_exit_code(code));
             }
@@ -690,6 +728,11 @@ impl Build<'_> {
                     let read_write = fields.contains_key("rw") || fields.contains_key("readwrite");
                     if read_write {
                         return Err(self.error(instruction, "RUN --mount=type=bind,rw is not supported here: its writes would reach the build context"));
+                    }
+                    if source.metadata.file_type().is_symlink() {
+                        // A bind mount follows a symlink on the host: the
+                        // link could name any host file.
+                        return Err(self.error(instruction, format!("RUN --mount: source {} is a symbolic link: name what it points to", source.relative.display())));
                     }
                     let host = source.path.display().to_string();
                     mounts.push(Mount::new(&target, "bind", &host, &["rbind", "ro", "nosuid", "nodev"]));
@@ -857,10 +900,17 @@ impl Build<'_> {
                         .iter()
                         .find(|h| h.name == name)
                         .expect("a heredoc source has its heredoc");
+                    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                        // The name becomes a file name, in a directory of ours.
+                        return Err(build.error(
+                            instruction,
+                            format!("heredoc name {name:?} cannot be a file name: use a plain word such as EOF"),
+                        ));
+                    }
                     let body = if heredoc.expand {
-                        build
-                            .expand(image, instruction, &heredoc.body())
-                            .unwrap_or_else(|_| heredoc.body())
+                        Lexer::heredoc(build.lexer.escape)
+                            .expand_word(&heredoc.body(), &build.vars(image))
+                            .map_err(|e| build.error(instruction, e.to_string()))?
                     } else {
                         heredoc.body()
                     };
@@ -1078,6 +1128,45 @@ impl Build<'_> {
     }
     // ANCHOR_END: config_instructions
 }
+
+// ANCHOR: flags
+/// The flags each instruction takes. Anything else is a typo or a feature
+/// this builder does not have: refused, never ignored.
+fn check_flags(instruction: &Instruction) -> std::result::Result<(), String> {
+    let allowed: &[&str] = match instruction.keyword {
+        Keyword::From => &["platform"],
+        Keyword::Run => &["mount", "network"],
+        Keyword::Copy => &["from", "chown", "chmod", "link"],
+        Keyword::Add => &["chown", "chmod", "link"],
+        Keyword::Healthcheck => &[
+            "interval",
+            "timeout",
+            "start-period",
+            "start-interval",
+            "retries",
+        ],
+        _ => &[],
+    };
+    for flag in &instruction.flags {
+        if !allowed.contains(&flag.name.as_str()) {
+            let known = match allowed {
+                [] => format!("{} takes no flags", instruction.keyword),
+                _ => format!(
+                    "{} takes {}",
+                    instruction.keyword,
+                    allowed
+                        .iter()
+                        .map(|f| format!("--{f}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            return Err(format!("unknown flag: {flag} ({known})"));
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: flags
 
 /// Where the sandbox's files of a RUN heredoc script are bound.
 const HEREDOC_SCRIPT: &str = "/dev/crabbox-heredoc-script";

@@ -38,7 +38,7 @@ pub enum ImageFactory {
         build_args: Vec<String>,
         file: PathBuf,
     },
-    /// Give an image another name (SOURCE and TARGET as NAME[:TAG])
+    /// Give an image another name (SOURCE and TARGET as `NAME[:TAG]`)
     Tag { source: String, target: String },
     /// Upload an image to its registry
     Push {
@@ -80,7 +80,7 @@ pub fn run_command<E: Extension>(
 /// `build`'s flags, docker's names.
 #[derive(Args, Clone, Debug)]
 pub struct BuildArgs {
-    /// Name the image NAME[:TAG] (repeatable)
+    /// Name the image `NAME[:TAG]` (repeatable)
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tags: Vec<String>,
     /// The Dockerfile (default: CONTEXT/Dockerfile); may be outside the context

@@ -164,8 +164,35 @@ impl Writer {
             fs::create_dir(&path).map_err(|e| io_error("creating", &path, e))?;
             self.resolver.made_dir(&path);
         } else if kind.is_file() {
+            // The file named by the Dockerfile's destination follows a
+            // symlink there, inside the image, as buildkit does (`COPY
+            // nginx.conf /etc/nginx/sites-enabled/default` replaces what the
+            // link points to, and the link stays); files inside a copied
+            // directory replace whatever is at their name.
+            let path = match entry.relative.as_os_str().is_empty() {
+                true => {
+                    let followed = self.resolver.resolve(parts, true)?;
+                    if followed != path {
+                        if let Some(parent) = followed.parent() {
+                            fs::create_dir_all(parent)
+                                .map_err(|e| io_error("creating", parent, e))?;
+                        }
+                    }
+                    followed
+                }
+                false => path,
+            };
+            if is_real_dir(&path) {
+                return Err(Error::new(format!(
+                    "COPY failed: /{} is a directory in the image: end the destination with / to copy into it",
+                    PathBuf::from_iter(parts).display()
+                )));
+            }
             self.remove(&path)?;
             self.copy_file(&entry.path, &path)?;
+            self.set_attributes(&path, entry)?;
+            self.written += 1;
+            return Ok(());
         } else if kind.is_symlink() {
             let target = fs::read_link(&entry.path)
                 .map_err(|e| io_error("reading symlink", &entry.path, e))?;
@@ -559,13 +586,18 @@ mod tests {
             "nothing on the host's /etc"
         );
 
-        // A symlink at the name itself is replaced, not written through.
+        // A symlink at the name itself is followed inside the image (the
+        // link stays, its target in the image gets the file), never onto
+        // the host's file of that name.
         symlink("/etc/passwd", rootfs.join("etc/link")).unwrap();
+        let host_passwd = fs::read("/etc/passwd").unwrap();
         copy(&rootfs, &context, "notes.md", "/etc/link").unwrap();
         assert!(fs::symlink_metadata(rootfs.join("etc/link"))
             .unwrap()
-            .is_file());
-        assert!(!rootfs.join("etc/passwd").exists());
+            .file_type()
+            .is_symlink());
+        assert_eq!(read(&rootfs, "etc/passwd"), "notes.md");
+        assert_eq!(fs::read("/etc/passwd").unwrap(), host_passwd);
 
         // A symlink copied from the context stays a symlink.
         symlink("app.py", context.root().join("latest")).unwrap();

@@ -66,6 +66,17 @@ impl Lexer {
         }
     }
 
+    /// The lexer of a heredoc body (`COPY <<EOF` with an unquoted name):
+    /// variables are expanded, but quotes and escapes are text, as in a
+    /// shell's heredoc (`it's` stays `it's`).
+    pub fn heredoc(escape: char) -> Self {
+        Lexer {
+            raw_quotes: true,
+            raw_escapes: true,
+            ..Lexer::new(escape)
+        }
+    }
+
     /// Expands variables and removes quotes, keeping blanks (ENV values).
     pub fn expand_word(
         &self,

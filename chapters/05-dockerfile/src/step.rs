@@ -412,6 +412,27 @@ impl Stubs {
     // ANCHOR_END: stubs
 }
 
+/// Runs `f` with this process's stdout and stderr going to the file
+/// `log` (its children, a RUN step's process, inherit them), then puts
+/// them back.
+pub fn with_output_to<T>(log: &Path, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    use std::os::fd::AsRawFd;
+    let file = File::create(log).context("creating", log)?;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let saved_out = nix::unistd::dup(1).map_err(|e| Error::new(format!("dup: {e}")))?;
+    let saved_err = nix::unistd::dup(2).map_err(|e| Error::new(format!("dup: {e}")))?;
+    let _ = nix::unistd::dup2(file.as_raw_fd(), 1);
+    let _ = nix::unistd::dup2(file.as_raw_fd(), 2);
+    let result = f();
+    let _ = std::io::stdout().flush();
+    let _ = nix::unistd::dup2(saved_out, 1);
+    let _ = nix::unistd::dup2(saved_err, 2);
+    let _ = nix::unistd::close(saved_out);
+    let _ = nix::unistd::close(saved_err);
+    result
+}
+
 /// What a RUN step runs, and as whom.
 pub struct RunStep<'a> {
     /// The whole command line (the shell and its script, or exec form).
