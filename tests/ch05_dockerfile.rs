@@ -1007,6 +1007,23 @@ fn quiet_prints_only_the_image_id_and_tag_names_the_image() {
         "quiet image\n"
     );
     assert_eq!(lab.inspect("other/name:2")["Id"], id.as_str());
+    // Without -q the step's output is there, each line after its step's
+    // prefix, stdout and stderr alike; a failing step under -q shows it.
+    let out = lab.build_ok(&["--no-cache", "-t", "quiet:1"]);
+    assert!(out.contains("\n 2/3 | noise from the step\n"), "{out}");
+    assert!(out.contains("\n 2/3 | more noise\n"), "{out}");
+    lab.write(
+        "Dockerfile",
+        "FROM {BASE}\nRUN echo why it failed; exit 4\n",
+    );
+    let failed = lab.build(&["-q"]);
+    assert_eq!(failed.code, 4, "{}", failed.stderr);
+    assert!(failed.stdout.is_empty(), "{}", failed.stdout);
+    assert!(
+        failed.stderr.contains("why it failed\n"),
+        "{}",
+        failed.stderr
+    );
 }
 
 #[test]

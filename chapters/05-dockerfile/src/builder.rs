@@ -660,9 +660,10 @@ impl Build<'_> {
                 .out
                 .quiet
                 .then(|| build.workspace.dir.join("output.log"));
+            let prefix = format!(" {}/{} | ", build.step, build.total);
             let result = match &log {
                 Some(log) => step::with_output_to(log, || step::run(root, step)),
-                None => step::run(root, step),
+                None => step::with_prefixed_output(&prefix, || step::run(root, step)),
             };
             let failed = !matches!(result, Ok((0, _)));
             if let (true, Some(log)) = (failed, &log) {

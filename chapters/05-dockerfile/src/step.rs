@@ -433,6 +433,82 @@ pub fn with_output_to<T>(log: &Path, f: impl FnOnce() -> Result<T>) -> Result<T>
     result
 }
 
+// ANCHOR: prefixed_output
+/// Runs `f` with this process's stdout and stderr going into a pipe (a
+/// RUN step's process inherits them), read by a small process of ours
+/// that prints each line after `prefix`: the step's output stays
+/// readable among the build's own lines, as buildkit's `#5 0.31 …` does.
+/// A forked process, not a thread: chapter 3 starts a container from a
+/// single-threaded engine only.
+pub fn with_prefixed_output<T>(prefix: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    use nix::unistd::{dup, dup2, fork, pipe, ForkResult};
+    use std::os::fd::AsRawFd;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let (read_end, write_end) = pipe().map_err(|e| Error::new(format!("pipe: {e}")))?;
+    // SAFETY: the engine is single-threaded here (no lock can be held by
+    // another thread), and the child only reads, writes and exits.
+    match unsafe { fork() }.map_err(|e| Error::new(format!("fork: {e}")))? {
+        ForkResult::Child => {
+            drop(write_end);
+            // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            copy_with_prefix(File::from(read_end), prefix);
+            // SAFETY: _exit ends this forked copy without running the
+            // parent's destructors (its locks and directories are not ours).
+            unsafe { libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => {
+            drop(read_end);
+            let saved_out = dup(1).map_err(|e| Error::new(format!("dup: {e}")))?;
+            let saved_err = dup(2).map_err(|e| Error::new(format!("dup: {e}")))?;
+            let _ = dup2(write_end.as_raw_fd(), 1);
+            let _ = dup2(write_end.as_raw_fd(), 2);
+            drop(write_end);
+            let result = f();
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            let _ = dup2(saved_out, 1);
+            let _ = dup2(saved_err, 2);
+            let _ = nix::unistd::close(saved_out);
+            let _ = nix::unistd::close(saved_err);
+            // The last writer is gone: the printer sees the end and exits.
+            let _ = nix::sys::wait::waitpid(child, None);
+            result
+        }
+    }
+}
+// ANCHOR_END: prefixed_output
+
+/// Copies `input` to stdout line by line, each line after `prefix`.
+fn copy_with_prefix(mut input: File, prefix: &str) {
+    use std::io::Read;
+    let mut out = std::io::stdout().lock();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let _ = out.write_all(prefix.as_bytes());
+            let _ = out.write_all(&line);
+        }
+        let _ = out.flush();
+    }
+    if !pending.is_empty() {
+        let _ = out.write_all(prefix.as_bytes());
+        let _ = out.write_all(&pending);
+        let _ = out.write_all(b"\n");
+    }
+    let _ = out.flush();
+}
+
 /// What a RUN step runs, and as whom.
 pub struct RunStep<'a> {
     /// The whole command line (the shell and its script, or exec form).
