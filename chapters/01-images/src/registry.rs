@@ -857,10 +857,20 @@ impl Registry {
                     Access::Push => "pushes",
                 }
             )),
-            _ => Error::new(format!(
-                "{} answered HTTP {status} {code} for {what}",
+            (405, _) if self.access == Access::Push => Error::new(format!(
+                "{} does not take pushes (HTTP 405 Method Not Allowed): it is read-only or a mirror — push to a registry that accepts uploads",
                 self.registry
             )),
+            _ => {
+                let code = match code.as_str() {
+                    "" => String::new(),
+                    code => format!(" ({code})"),
+                };
+                Error::new(format!(
+                    "{} answered HTTP {status}{code} for {what}",
+                    self.registry
+                ))
+            }
         })
     }
 

@@ -295,11 +295,12 @@ fn now() -> String {
 enum Done {
     /// Only the config changed.
     Config,
-    /// A filesystem step: its layer (None: no file changed), and whether
-    /// it came from the cache.
+    /// A filesystem step: its layer (None: no file changed), whether it
+    /// came from the cache, and when it was first made.
     Files {
         layer: Option<Box<Layer>>,
         cached: bool,
+        created: String,
     },
 }
 
@@ -472,30 +473,39 @@ impl Build<'_> {
             ),
         };
         image.key = cache::key(&image.key, &[&text]);
+        let mut created = now();
         let empty_layer = match done {
             Done::Config => {
                 // Nothing to skip, but the key tells whether this point of
                 // the build was reached before, as the classic builder shows.
-                let seen = self.use_cache
-                    && self
-                        .cache
-                        .lookup(&self.store, &self.layers, &image.key)
-                        .is_some();
-                if seen {
-                    self.out.line(" ---> CACHED");
-                } else {
-                    self.cache.save(
-                        &image.key,
-                        &CachedStep {
-                            layer: None,
-                            created: now(),
-                        },
-                    );
-                    self.out.line(&format!(" ---> {}", seconds(started)));
+                let seen = match self.use_cache {
+                    true => self.cache.lookup(&self.store, &self.layers, &image.key),
+                    false => None,
+                };
+                match seen {
+                    Some(step) => {
+                        self.out.line(" ---> CACHED");
+                        created = step.created;
+                    }
+                    None => {
+                        self.cache.save(
+                            &image.key,
+                            &CachedStep {
+                                layer: None,
+                                created: created.clone(),
+                            },
+                        );
+                        self.out.line(&format!(" ---> {}", seconds(started)));
+                    }
                 }
                 true
             }
-            Done::Files { layer, cached } => {
+            Done::Files {
+                layer,
+                cached,
+                created: made,
+            } => {
+                created = made;
                 let what = match &layer {
                     Some(l) => l.diff_id.short().to_string(),
                     None => "no files changed".into(),
@@ -514,8 +524,10 @@ impl Build<'_> {
         if instruction.keyword == Keyword::Arg {
             return Ok(()); // buildkit writes no history line for ARG
         }
+        // A step from the cache keeps the date it was made: a build where
+        // nothing changed gives the very same config, so the same image ID.
         image.config.history.push(History {
-            created: Some(now()),
+            created: Some(created),
             created_by: Some(created_by),
             comment: None,
             empty_layer,
@@ -539,6 +551,7 @@ impl Build<'_> {
                 return Ok(Done::Files {
                     layer: hit.layer.map(Box::new),
                     cached: true,
+                    created: hit.created,
                 });
             }
         }
@@ -547,16 +560,18 @@ impl Build<'_> {
         let stubs = work(self, &root)?;
         let layer = root.finish(&self.store, &stubs)?;
         let _ = ch02_layers::unpack::remove_any(&dir);
+        let created = now();
         self.cache.save(
             key,
             &CachedStep {
                 layer: layer.clone(),
-                created: now(),
+                created: created.clone(),
             },
         );
         Ok(Done::Files {
             layer: layer.map(Box::new),
             cached: false,
+            created,
         })
     }
     // ANCHOR_END: filesystem_step
@@ -1376,7 +1391,14 @@ fn commit(
             .get_or_insert_with(BTreeMap::new)
             .insert(key.into(), value.into());
     }
-    image.config.created = Some(now());
+    // The date of its last step: a rebuild that changed nothing is the
+    // same image, with the same ID.
+    image.config.created = image
+        .config
+        .history
+        .last()
+        .and_then(|h| h.created.clone())
+        .or_else(|| Some(now()));
     image.config.rootfs = RootFs {
         kind: "layers".into(),
         diff_ids: image.layers.iter().map(|l| l.diff_id.clone()).collect(),

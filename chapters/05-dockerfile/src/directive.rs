@@ -48,6 +48,7 @@ impl DirectiveParser {
         Self::default()
     }
 
+    // ANCHOR: feed
     /// Looks at one line (without its newline, leading blanks removed).
     /// Returns `Ok(true)` when the line was a directive.
     pub fn feed(&mut self, line: &str) -> Result<bool, String> {
@@ -86,6 +87,7 @@ impl DirectiveParser {
         }
         Ok(true)
     }
+    // ANCHOR_END: feed
 
     /// The escape character in force now.
     pub fn escape(&self) -> char {

@@ -47,6 +47,8 @@ pub struct Lexer {
     pub(crate) raw_escapes: bool,
     /// Leave unset variables as written (`$x`, `${x:-d}`) instead of "".
     pub(crate) skip_unset: bool,
+    /// Quotes are ordinary characters (a heredoc body: `it's` is text).
+    pub(crate) quotes_are_text: bool,
 }
 
 impl Default for Lexer {
@@ -63,6 +65,7 @@ impl Lexer {
             raw_quotes: false,
             raw_escapes: false,
             skip_unset: false,
+            quotes_are_text: false,
         }
     }
 
@@ -73,6 +76,7 @@ impl Lexer {
         Lexer {
             raw_quotes: true,
             raw_escapes: true,
+            quotes_are_text: true,
             ..Lexer::new(escape)
         }
     }
@@ -191,6 +195,11 @@ impl Scanner<'_> {
                     value.chars().for_each(|c| words.add_char(c));
                     result.push_str(&value);
                 }
+                '\'' | '"' if self.lexer.quotes_are_text => {
+                    self.next();
+                    words.add_char(c);
+                    result.push(c);
+                }
                 '\'' => {
                     let value = self.single_quoted()?;
                     words.add_raw_str(&value);
@@ -302,6 +311,7 @@ impl Scanner<'_> {
         self.env.get(name).cloned()
     }
 
+    // ANCHOR: dollar
     /// After `$`: a name, or `{…}` with its modifiers.
     fn dollar(&mut self) -> Result<String, String> {
         self.next();
@@ -369,6 +379,7 @@ impl Scanner<'_> {
             _ => Err("missing ':' in substitution".into()),
         }
     }
+    // ANCHOR_END: dollar
 
     /// The word after a modifier, up to the closing `}` (it may itself
     /// contain `${…}`).

@@ -70,6 +70,7 @@ pub fn heredocs_in_line(line: &str) -> Vec<Heredoc> {
     words.iter().filter_map(|w| heredoc_from_word(w)).collect()
 }
 
+// ANCHOR: heredoc_from_word
 /// `[fd]<<[-]NAME` → a heredoc; anything else → `None`.
 fn heredoc_from_word(word: &str) -> Option<Heredoc> {
     let digits = word.len() - word.trim_start_matches(|c: char| c.is_ascii_digit()).len();
@@ -106,6 +107,7 @@ fn heredoc_from_word(word: &str) -> Option<Heredoc> {
         content: String::new(),
     })
 }
+// ANCHOR_END: heredoc_from_word
 
 #[cfg(test)]
 mod tests {

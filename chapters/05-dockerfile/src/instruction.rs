@@ -198,6 +198,7 @@ pub struct Pair {
     pub form: PairForm,
 }
 
+// ANCHOR: args
 /// The arguments of an instruction, in the shape that instruction takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Args {
@@ -225,6 +226,7 @@ pub enum Args {
     /// ONBUILD: the trigger instruction.
     Onbuild(Box<Instruction>),
 }
+// ANCHOR_END: args
 
 /// One instruction of a Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -43,6 +43,7 @@ impl Dockerfile {
     }
 }
 
+// ANCHOR: parse
 /// Parses the text of a Dockerfile. `file` is only used in error messages.
 pub fn parse(file: &str, text: &str) -> Result<Dockerfile, ParseError> {
     let error = |line: usize, message: String| ParseError {
@@ -141,6 +142,7 @@ pub fn parse(file: &str, text: &str) -> Result<Dockerfile, ParseError> {
         warnings,
     })
 }
+// ANCHOR_END: parse
 
 fn set_lines(instruction: &mut Instruction, start: usize, end: usize) {
     instruction.line = start;
@@ -158,6 +160,7 @@ fn is_comment(line: &str) -> bool {
     line.trim_start().starts_with('#')
 }
 
+// ANCHOR: trim_continuation
 /// Removes a trailing escape character (and blanks after it) that continues
 /// the line. Returns the line and whether the logical line ends here.
 ///
@@ -172,6 +175,7 @@ fn trim_continuation(line: &str, escape: char) -> (String, bool) {
     }
     (line.to_string(), true)
 }
+// ANCHOR_END: trim_continuation
 
 /// Blanks that separate words in buildkit (`[\t\v\f\r ]+`).
 fn is_blank(c: char) -> bool {
@@ -238,6 +242,7 @@ fn unknown_instruction(word: &str) -> String {
     }
 }
 
+// ANCHOR: extract_flags
 /// Reads the flags at the start of the arguments: words beginning with
 /// `--`, until the first word that does not, or a lone `--`. Quotes and `\`
 /// inside a flag are removed (`--label="a b"` gives `--label=a b`).
@@ -283,6 +288,7 @@ fn extract_flags(line: &str) -> (&str, Vec<String>) {
         }
     }
 }
+// ANCHOR_END: extract_flags
 
 /// `["a", "b"]` as a list of strings. `Ok(None)` when the text is not a JSON
 /// array at all (then it is shell form); an error for an array of something
@@ -308,6 +314,7 @@ fn parse_json(rest: &str) -> Result<Option<Vec<String>>, String> {
         .map(Some)
 }
 
+// ANCHOR: maybe_json
 /// RUN, CMD, ENTRYPOINT, SHELL: exec form if valid JSON, else shell form.
 fn maybe_json(rest: &str) -> Result<Args, String> {
     if rest.is_empty() {
@@ -318,6 +325,7 @@ fn maybe_json(rest: &str) -> Result<Args, String> {
         None => Args::Shell(rest.to_string()),
     })
 }
+// ANCHOR_END: maybe_json
 
 /// ADD, COPY, VOLUME: exec form if valid JSON, else blank-separated words.
 fn maybe_json_or_words(rest: &str) -> Result<Args, String> {
