@@ -71,3 +71,11 @@ fn chapter_04_try_it() {
         run_transcript("ch04-volumes.console");
     }
 }
+
+#[test]
+fn chapter_05_try_it() {
+    // Every RUN step is a container over an overlay mount.
+    if support::require_root("chapter_05_try_it") {
+        run_transcript("ch05-dockerfile.console");
+    }
+}
