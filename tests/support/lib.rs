@@ -6,6 +6,7 @@
 pub mod containers;
 pub mod hostile;
 pub mod layers;
+pub mod netns;
 pub mod probes;
 pub mod registry;
 pub mod transcript;
