@@ -11,7 +11,7 @@ use ch01_images::cli::GlobalArgs;
 use ch01_images::error::{Error, Result};
 use ch01_images::table::render;
 use ch03_run::extension::{Both, Extension, NoExtension};
-use ch03_run::{find, record, state};
+use ch03_run::{find, state};
 use ch05_dockerfile::cli as dockerfile_cli;
 use clap::Subcommand;
 use std::net::Ipv4Addr;
@@ -191,6 +191,9 @@ pub fn run_network_command(command: NetworkCommand, globals: &GlobalArgs) -> Res
             extension::require_tools()?;
             let _lock = networks.lock()?;
             let host = subnet::host_ranges()?;
+            // The default network is recorded first, so that it keeps
+            // 172.17.0.0/16 (docker0's) whatever is created before it.
+            networks.ensure_default(&host)?;
             let network = networks.create(&name, subnet, gateway, internal, &host)?;
             if let Err(e) = make_ready(&network) {
                 // Nothing half-made: no bridge, no rule, no file.
@@ -426,7 +429,15 @@ fn connect(
         ));
     }
     let id = &found.config.id;
-    let interface = format!("eth{}", attachments(&networks.list()?, id).len());
+    // The lowest ethN it does not have (a disconnect may leave a gap).
+    let taken: Vec<String> = attachments(&networks.list()?, id)
+        .into_iter()
+        .map(|(_, e)| e.interface)
+        .collect();
+    let interface = (0..)
+        .map(|n| format!("eth{n}"))
+        .find(|name| !taken.contains(name))
+        .expect("a free interface name");
     let host_interface = link::host_interface_name(id, &network.id);
     make_ready(&network)?;
     let endpoint = ipam::allocate(
@@ -439,7 +450,8 @@ fn connect(
         &host_interface,
     )?;
     if let Some(pid) = running_pid(globals, &found) {
-        if let Err(e) = link::attach(pid, &network, &endpoint, false) {
+        let default_route = endpoint.interface == "eth0";
+        if let Err(e) = link::attach(pid, &network, &endpoint, default_route) {
             let _ = link::detach(&host_interface);
             return Err(e);
         }
@@ -480,7 +492,6 @@ fn disconnect(
         let content = names::hosts_file(&id, &found.config.spec.hostname, &all);
         ch03_run::etc::rewrite_etc_file(&found.dir, "hosts", &content)?;
     }
-    let _ = record::read_config(&found.dir);
     Ok(())
 }
 
@@ -517,7 +528,8 @@ fn port(globals: &GlobalArgs, container: &str, private: Option<&str>) -> Result<
         return Err(Error::new(format!(
             "no public port '{w}' published for {}",
             found.config.name
-        )));
+        ))
+        .with_exit_code(1));
     }
     Ok(0)
 }

@@ -182,6 +182,11 @@ impl Extension for Bridge {
             )));
         }
         if mode == "none" || mode == "host" {
+            if mode == "host" && !args.dns.is_empty() {
+                return Err(Error::new(
+                    "conflicting options: --dns and --network host (the host's own /etc/resolv.conf is used)",
+                ));
+            }
             if args.ip.is_some() || !args.aliases.is_empty() {
                 return Err(Error::new(format!(
                     "--ip and --network-alias need a bridge network, not --network {mode}"
@@ -303,6 +308,11 @@ impl Extension for Bridge {
         };
         for (network, endpoint) in &attached {
             make_ready(network)?;
+            // The pair of a previous run dies with that run's namespace,
+            // a little after it: a quick restart may still find it.
+            if link::exists(&endpoint.host_interface) {
+                link::detach(&endpoint.host_interface)?;
+            }
             link::attach(pid, network, endpoint, endpoint.interface == "eth0")?;
         }
         let Some((network, primary)) = attached.first() else {
@@ -347,11 +357,15 @@ impl Extension for Bridge {
         let networks = Networks::open(removing.root)?;
         let _lock = networks.lock()?;
         let all = networks.list()?;
-        for (mut network, endpoint) in attachments(&all, id) {
+        for (mut network, _) in attachments(&all, id) {
             ipam::release(&mut network, id);
             networks.save(&network)?;
-            // Gone with the container's namespace, unless it outlived it.
-            let _ = link::detach(&endpoint.host_interface);
+            // The veth pair is not deleted here: it goes with the
+            // container's network namespace, which the kernel tears down
+            // once its last process is gone. Deleting it ourselves would
+            // wait ~30 ms for the kernel to let go of it; a pair still
+            // there when the name is needed again is deleted then (see
+            // `after_create`).
             let all = networks.list()?;
             names::refresh(removing.root, &network, &all, id)?;
         }
@@ -387,18 +401,11 @@ impl Extension for Bridge {
     }
 }
 
-/// `ip` and `iptables` must be there: one line naming the package.
+/// `ip` and `iptables` must be there (on PATH, or in /usr/sbin or /sbin,
+/// which a user's PATH may lack): one line naming the package.
 pub fn require_tools() -> Result<()> {
-    for (tool, package) in [("ip", "iproute2"), ("iptables", "iptables")] {
-        let found = std::env::var_os("PATH")
-            .map(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
-            .unwrap_or(false);
-        if !found {
-            return Err(Error::new(format!(
-                "`{tool}` is not installed: bridge networking needs it (install the {package} package, e.g. apt-get install {package})"
-            )));
-        }
-    }
+    address::program("ip", "iproute2")?;
+    address::program("iptables", "iptables")?;
     Ok(())
 }
 
@@ -411,6 +418,7 @@ fn dnat(network: &Network, endpoint: &Endpoint, port: &Published) -> nat::Dnat {
         container_ip: endpoint.ip,
         container_port: port.container_port,
         bridge: network.bridge.clone(),
+        subnet: network.subnet,
     }
 }
 

@@ -93,6 +93,7 @@
 
 use crate::address::{check_interface_name, program};
 use crate::network::Network;
+use crate::subnet::Cidr;
 use ch01_images::error::{Error, Result};
 use ch01_images::explain;
 use std::collections::BTreeMap;
@@ -131,6 +132,9 @@ pub struct Dnat {
     pub container_port: u16,
     /// The bridge of the container's network.
     pub bridge: String,
+    /// That network's subnet: its containers calling this port through
+    /// the host are answered through the host too (see `port_rules`).
+    pub subnet: Cidr,
 }
 
 /// One rule, as `iptables-save` prints it: `-A CHAIN SPEC` in `table`.
@@ -438,6 +442,7 @@ impl Iptables {
             return Err(Error::new("a published port cannot be 0"));
         }
         let (ip, cp, hp, br) = (d.container_ip, d.container_port, d.host_port, &d.bridge);
+        let subnet = d.subnet;
         let host = match d.host_ip.filter(|a| !a.is_unspecified()) {
             Some(address) => format!("-d {address}/32 "),
             None => String::new(),
@@ -455,8 +460,8 @@ impl Iptables {
             Rule::new(
                 "nat",
                 POSTROUTING,
-                format!("-s {ip}/32 -d {ip}/32 -p {proto} -m {proto} --dport {cp} -j MASQUERADE"),
-                format!("hairpin: when {ip} calls its own published port, the answer comes from the gateway"),
+                format!("-s {subnet} -d {ip}/32 -p {proto} -m {proto} --dport {cp} -j MASQUERADE"),
+                format!("hairpin: when {ip} or a neighbour on its bridge calls the published port, the answer goes back through the gateway (without br_netfilter, a reply switched straight to the caller would miss the NAT)"),
             ),
             Rule::new(
                 "filter",
@@ -715,6 +720,7 @@ mod tests {
             container_ip: Ipv4Addr::new(10, 98, 1, 2),
             container_port: 80,
             bridge: "cbnat1".into(),
+            subnet: "10.98.1.0/24".parse().unwrap(),
         }
     }
 
@@ -945,6 +951,7 @@ mod tests {
                 container_ip: endpoint.ip,
                 container_port: 80,
                 bridge: "cbnat6".into(),
+                subnet: net.subnet,
             };
             iptables.add_port(&d).unwrap();
             // busybox 1.35's `wget -T` crashes: `timeout` bounds it instead.

@@ -71,8 +71,8 @@ pub fn parse(text: &str) -> Result<Vec<Request>> {
         Some((spec, protocol)) => (spec, protocol.to_ascii_lowercase()),
         None => (text, "tcp".to_string()),
     };
-    if protocol != "tcp" && protocol != "udp" {
-        return Err(bad("the protocol is tcp or udp"));
+    if !["tcp", "udp", "sctp"].contains(&protocol.as_str()) {
+        return Err(bad("the protocol is tcp, udp or sctp"));
     }
     let parts: Vec<&str> = spec.split(':').collect();
     let (ip, host, container) = match parts.as_slice() {
@@ -155,6 +155,8 @@ pub fn reserve(host_ip: Ipv4Addr, host_port: u16, protocol: &str) -> Result<(Res
         ))
     };
     match protocol {
+        // An SCTP socket would need the kernel's sctp module: its port
+        // is checked as TCP's is, a stand-in.
         "udp" => {
             let socket = UdpSocket::bind(address).map_err(taken)?;
             let port = socket.local_addr().map(|a| a.port()).unwrap_or(host_port);
@@ -216,7 +218,7 @@ mod tests {
         for bad in [
             "70000:80",
             "abc",
-            "80/sctp",
+            "80/icmp",
             "1:2:3:4",
             "8000-8001:80",
             "0:80",
