@@ -10,6 +10,12 @@ fn chapter_01_try_it() {
 }
 
 fn run_transcript(name: &str) {
+    run_transcript_with(name, &[], "");
+}
+
+/// Runs a transcript in a bash session started by `launcher`, after
+/// `setup` (a shell line run in the same session, before any step).
+fn run_transcript_with(name: &str, launcher: &[&str], setup: &str) {
     let path = workspace().join("book/src/transcripts").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let steps = transcript::parse(&text);
@@ -19,14 +25,35 @@ fn run_transcript(name: &str) {
     let docker_config = TempDir::new("transcript-dockercfg");
     let work = TempDir::new("transcript-work");
     let prepare = format!(
-        "export PATH={}:$PATH CRABBOX_ROOT={} DOCKER_CONFIG={}; unset CRABBOX_EXPLAIN CRABBOX_REGISTRY_MIRROR; cd {}",
+        "export PATH={}:$PATH CRABBOX_ROOT={} DOCKER_CONFIG={}; unset CRABBOX_EXPLAIN CRABBOX_REGISTRY_MIRROR; cd {}; {setup}",
         bin_dir().display(),
         root.path().display(),
         docker_config.path().display(),
         work.path().display()
     );
+    if launcher.contains(&"--net") {
+        // The namespace's engine finds the image in its store: the
+        // fixture registry is on the host's loopback, out of its reach.
+        let engine = |args: &[&str]| {
+            let out = std::process::Command::new(support::bin("ch06-bridge"))
+                .args(args)
+                .env("CRABBOX_ROOT", root.path())
+                .env("DOCKER_CONFIG", docker_config.path())
+                .output()
+                .expect("run ch06-bridge");
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let image = format!("localhost:{}/busybox", registry.port);
+        engine(&["pull", "-q", &image]);
+        engine(&["tag", &image, "busybox"]);
+    }
     let port = registry.port.to_string();
-    let outputs = transcript::run(
+    let outputs = transcript::run_with(
+        launcher,
         &steps,
         &prepare,
         |cmd| cmd.replace("localhost:5000", &format!("localhost:{port}")),
@@ -77,5 +104,19 @@ fn chapter_05_try_it() {
     // Every RUN step is a container over an overlay mount.
     if support::require_root("chapter_05_try_it") {
         run_transcript("ch05-dockerfile.console");
+    }
+}
+
+#[test]
+fn chapter_06_try_it() {
+    // Bridges, veths and iptables rules: in a network namespace of the
+    // test's own (`unshare --net`), never on the machine's network; it
+    // dies with the session, and all it holds with it.
+    if support::require_root("chapter_06_try_it") {
+        run_transcript_with(
+            "ch06-bridge.console",
+            &["unshare", "--net"],
+            "ip link set lo up",
+        );
     }
 }

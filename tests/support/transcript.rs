@@ -83,6 +83,19 @@ pub fn run(
     rewrite_command: impl Fn(&str) -> String,
     rewrite_output: impl Fn(&str) -> String,
 ) -> Vec<String> {
+    run_with(&[], steps, prepare, rewrite_command, rewrite_output)
+}
+
+/// Like [`run`], with the bash session started by `launcher` (e.g.
+/// `["unshare", "--net"]`: a network namespace of its own, which dies
+/// with the session).
+pub fn run_with(
+    launcher: &[&str],
+    steps: &[Step],
+    prepare: &str,
+    rewrite_command: impl Fn(&str) -> String,
+    rewrite_output: impl Fn(&str) -> String,
+) -> Vec<String> {
     const MARK: &str = "@@crabbox-transcript-step@@";
     let mut script = String::from(prepare);
     script.push('\n');
@@ -94,11 +107,15 @@ pub fn run(
             rewrite_command(&step.command)
         ));
     }
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .expect("run bash");
+    let mut command = match launcher.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg("bash");
+            command
+        }
+        None => Command::new("bash"),
+    };
+    let out = command.arg("-c").arg(&script).output().expect("run bash");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut outputs: Vec<String> = text
         .split(&format!("{MARK}\n"))
