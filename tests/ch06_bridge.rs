@@ -492,6 +492,27 @@ fn a_user_network_resolves_names_and_aliases_isolates_networks_and_connect_joins
     );
     // Still on app.
     lab.assert_serves(Some("client"), "http://db/", "db");
+
+    // A gap left by a disconnect is filled: with eth1 gone, joining
+    // two networks gives eth1 then eth2 (a name taken twice would be
+    // refused by the kernel: "File exists").
+    lab.ok(&["network", "create", "third"]);
+    lab.ok(&["network", "connect", "other", "db"]);
+    lab.ok(&["network", "connect", "third", "db"]);
+    assert_eq!(
+        lab.inside_address("db", "eth1"),
+        Some(lab.address("db", "other"))
+    );
+    assert_eq!(
+        lab.inside_address("db", "eth2"),
+        Some(lab.address("db", "third"))
+    );
+    lab.ok(&["network", "disconnect", "other", "db"]);
+    lab.ok(&["network", "connect", "other", "db"]);
+    assert_eq!(
+        lab.inside_address("db", "eth1"),
+        Some(lab.address("db", "other"))
+    );
 }
 
 // 3.
@@ -1097,4 +1118,16 @@ fn explain_shows_the_veth_and_the_dnat_commands() {
     assert_eq!(lab.veths(), Vec::<String>::new());
     assert_no_rule_names(&lab.rules(), "--dport 8080");
     assert_eq!(lab.endpoints("bridge"), BTreeMap::new());
+}
+
+#[test]
+fn the_default_network_keeps_docker0s_range_whatever_is_created_first() {
+    let Some(lab) = Lab::new("the_default_network_keeps_docker0s_range_whatever_is_created_first")
+    else {
+        return;
+    };
+    // A user network made before any container ever used `bridge`.
+    lab.ok(&["network", "create", "first"]);
+    assert_eq!(lab.subnet("first").to_string(), "172.18.0.0/16");
+    assert_eq!(lab.subnet("bridge").to_string(), "172.17.0.0/16");
 }
