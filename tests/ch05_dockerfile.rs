@@ -1827,3 +1827,32 @@ RUN cat /proc/self/status > /status; for f in /proc/kcore /proc/timer_list /proc
     );
     lab.assert_build_left_nothing(pid);
 }
+
+#[test]
+fn device_nodes_and_fifos_made_by_a_step_are_in_its_layer() {
+    if !support::require_root("device_nodes_and_fifos_made_by_a_step_are_in_its_layer") {
+        return;
+    }
+    let lab = Lab::new();
+    // docker's default capabilities include CAP_MKNOD: a RUN may make
+    // nodes (using one is the devices cgroup's business, not the layer's).
+    lab.write(
+        "Dockerfile",
+        "FROM {BASE}\nRUN mkfifo /pipe && mknod /null-copy c 1 3\n",
+    );
+    lab.build_ok(&["-t", "special:1"]);
+    let layers = lab.layers("special:1");
+    let (_, top) = layers.last().unwrap();
+    let kind = |name: &str| {
+        top.iter()
+            .find(|e| e.path.trim_end_matches('/') == name)
+            .map(|e| e.kind)
+            .unwrap_or_else(|| panic!("{name} is not in the layer"))
+    };
+    assert_eq!(kind("pipe"), tar::EntryType::Fifo);
+    assert_eq!(kind("null-copy"), tar::EntryType::Char);
+    // And it unpacks and runs: the nodes are there, as they were made.
+    let out = lab.sh("special:1", "ls -l /pipe /null-copy");
+    assert!(out.contains("prw"), "{out}");
+    assert!(out.contains("crw") && out.contains("1,   3"), "{out}");
+}

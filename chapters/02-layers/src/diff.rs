@@ -52,6 +52,14 @@ pub fn write_layer(upper: &Path, out: impl Write) -> Result<()> {
             }
             hardlinks.insert(key, relative.clone());
         }
+        let special = meta.file_type();
+        if special.is_char_device() || special.is_block_device() || special.is_fifo() {
+            // A device node or a FIFO (a RUN's mknod/mkfifo, a root
+            // filesystem ADDed whole): a header with its kind and its
+            // numbers, no data.
+            append_special(&mut tar, &relative, &meta)?;
+            continue;
+        }
         tar.append_path_with_name(&full, &relative)
             .map_err(|e| io(&full, e))?;
         if meta.is_dir() && get_xattr(&full, OVERLAY_OPAQUE_XATTR).as_deref() == Some(b"y") {
@@ -96,6 +104,31 @@ fn header_for(meta: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
     header.set_mtime(meta.mtime().max(0) as u64);
     header.set_size(0);
     header
+}
+
+/// A character or block device, or a FIFO: its kind, major and minor.
+fn append_special<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &Path,
+    meta: &fs::Metadata,
+) -> Result<()> {
+    let kind = if meta.file_type().is_char_device() {
+        tar::EntryType::Char
+    } else if meta.file_type().is_block_device() {
+        tar::EntryType::Block
+    } else {
+        tar::EntryType::Fifo
+    };
+    let mut header = header_for(meta, kind);
+    let rdev = meta.rdev();
+    header
+        .set_device_major(nix::sys::stat::major(rdev) as u32)
+        .map_err(|e| io(path, e))?;
+    header
+        .set_device_minor(nix::sys::stat::minor(rdev) as u32)
+        .map_err(|e| io(path, e))?;
+    tar.append_data(&mut header, path, std::io::empty())
+        .map_err(|e| io(path, e))
 }
 
 fn append_marker<W: Write>(
