@@ -559,3 +559,39 @@ fn the_book_transcript_runs() {
         );
     }
 }
+
+/// The notes' "publishing an image": the three images pushed to a registry
+/// (a writable docker-registry on this machine's loopback, reached from
+/// the machine's own namespace). The Debian base layer they share goes up
+/// once: the next two mount it from the first repository.
+#[test]
+fn the_three_images_are_published_and_share_their_base_layer() {
+    let Some(lab) = Lab::new("the_three_images_are_published_and_share_their_base_layer") else {
+        return;
+    };
+    let storage = support::TempDir::new("notes-registry");
+    let registry = support::Registry::start(storage.path(), false, support::RegistryAuth::None);
+    let engine = lab.engine();
+    let mut outputs = Vec::new();
+    for image in IMAGES {
+        let target = format!("{}/notes/{image}:1", registry.addr());
+        engine.run(BIN, &["tag", image, &target]).ok();
+        outputs.push(engine.run(BIN, &["push", &target]).ok().to_string());
+        // What the registry serves is what we have: skopeo reads it.
+        let ours: Value =
+            serde_json::from_str(engine.run(BIN, &["inspect", &target]).ok()).expect("JSON");
+        let theirs = support::sh(&format!(
+            "skopeo inspect --tls-verify=false docker://{target}"
+        ));
+        assert_eq!(theirs.code, 0, "skopeo inspect {target}: {}", theirs.stderr);
+        let theirs: Value = serde_json::from_str(&theirs.stdout).expect("skopeo's JSON");
+        assert_eq!(ours[0]["Manifest"]["Digest"], theirs["Digest"], "{target}");
+    }
+    assert!(outputs[0].contains(": Pushed"), "{}", outputs[0]);
+    for output in &outputs[1..] {
+        assert!(
+            output.contains("Mounted from notes/notes-db"),
+            "the base layer was uploaded again:\n{output}"
+        );
+    }
+}
