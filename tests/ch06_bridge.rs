@@ -266,6 +266,20 @@ impl Lab {
         link_names(self.sh("ip -o link show type veth").ok())
     }
 
+    /// The namespace's veths once at most `left` remain: a removed
+    /// container's pair goes with its network namespace, which the kernel
+    /// tears down a moment after `rm` (bounded: 10 s, then what is there).
+    fn veths_once_torn_down(&self, left: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let veths = self.veths();
+            if veths.len() <= left || Instant::now() >= deadline {
+                return veths;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Every rule of the namespace's iptables, `TABLE -A CHAIN …`.
     fn rules(&self) -> Vec<String> {
         let mut table = String::new();
@@ -535,10 +549,24 @@ fn network_none_has_only_lo_and_network_host_is_the_hosts_own() {
     assert_eq!(link_names(&none), vec!["lo"], "{none}");
     assert_eq!(lab.snapshot(), before, "--network none made something");
 
-    // A bridge made once; the host's view has it.
+    // A bridge made once; the host's view has it. The container's veth
+    // pair goes with its namespace, which the kernel tears down a moment
+    // after `rm`: wait for it (bounded), so that both views are taken of
+    // the same host.
     lab.ok(&["run", "--rm", IMAGE, "true"]);
     let bridge = lab.bridge("bridge");
-    let links = lab.links();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let links = loop {
+        let links = lab.links();
+        if !links.iter().any(|l| l.starts_with("veth")) {
+            break links;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a veth outlived its container by 10 s: {links:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(links.contains(&bridge), "{links:?}");
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let seen = lab.ok(&[
@@ -774,7 +802,11 @@ fn twenty_containers_at_once_get_twenty_addresses_and_leave_nothing() {
     let mut rm = vec!["rm", "-f"];
     rm.extend(names.iter().map(String::as_str));
     lab.ok(&rm);
-    assert_eq!(lab.veths(), Vec::<String>::new(), "veths left");
+    assert_eq!(
+        lab.veths_once_torn_down(0),
+        Vec::<String>::new(),
+        "veths left"
+    );
     let bridges = [lab.bridge("bridge"), bridge.clone()];
     for link in lab.links() {
         assert!(link == "lo" || bridges.contains(&link), "{link} left");
@@ -853,12 +885,8 @@ fn rm_f_after_the_monitor_was_killed_leaves_nothing() {
     assert_no_rule_names(&rules, &format!("{ip}/"));
     assert_no_rule_names(&rules, &format!("{ip}:"));
     assert_no_rule_names(&rules, "--dport 8080");
-    assert_eq!(
-        lab.veths().len(),
-        1,
-        "victim's veth left: {:?}",
-        lab.veths()
-    );
+    let veths = lab.veths_once_torn_down(1);
+    assert_eq!(veths.len(), 1, "victim's veth left: {veths:?}");
     let hosts = lab.exec("peer", &["cat", "/etc/hosts"]).ok().to_string();
     assert!(
         !hosts.contains("victim") && !hosts.contains(&ip.to_string()),

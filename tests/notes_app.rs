@@ -289,6 +289,12 @@ impl Lab {
             Vec::<PathBuf>::new(),
             "container directories left"
         );
+        // A container's veth pair goes with its network namespace, which
+        // the kernel tears down a moment after `rm`: bounded wait.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.veths().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert_eq!(self.veths(), Vec::<String>::new(), "veths left");
         let links = self.ns.sh("ip -o link").ok().to_string();
         assert!(!links.contains(bridge), "{bridge} is still there:\n{links}");
