@@ -14,64 +14,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 use support::containers::{assert_no_cgroup_left, cgroup_dirs, Setup};
+use support::devices::LoopDevice;
 use support::{Run, TempDir};
 
 const BIN: &str = "ch03-run";
-
-/// A file of the host holding a secret, attached to a loop device:
-/// reading that device from a container would be reading the host's
-/// disk. Detached (and the file removed) when dropped, also on failure.
-struct LoopDevice {
-    path: String,
-    major: u32,
-    minor: u32,
-    secret: String,
-    _dir: TempDir,
-}
-
-impl LoopDevice {
-    fn new() -> LoopDevice {
-        let dir = TempDir::new("loop");
-        let secret = format!("crabbox-host-secret-{}", std::process::id());
-        let mut bytes = secret.clone().into_bytes();
-        bytes.resize(1 << 20, 0);
-        let file = dir.join("disk.img");
-        fs::write(&file, bytes).unwrap();
-        let out = Command::new("losetup")
-            .args(["--find", "--show"])
-            .arg(&file)
-            .output()
-            .expect("losetup (util-linux)");
-        assert!(
-            out.status.success(),
-            "losetup: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        let rdev = std::os::unix::fs::MetadataExt::rdev(&fs::metadata(&path).unwrap());
-        LoopDevice {
-            major: nix::sys::stat::major(rdev) as u32,
-            minor: nix::sys::stat::minor(rdev) as u32,
-            path,
-            secret,
-            _dir: dir,
-        }
-    }
-
-    /// The exploit: make a node of the host's disk and read it.
-    fn mknod_and_read(&self, node: &str) -> String {
-        format!(
-            "rm -f {node}; mknod {node} b {} {} && echo mknod worked && head -c 64 {node}",
-            self.major, self.minor
-        )
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.path]).output();
-    }
-}
 
 /// `BIN ARGS` with `CRABBOX_DEVICE_CGROUP` set (or not).
 fn run_with(setup: &Setup, choice: Option<&str>, args: &[&str]) -> Run {

@@ -12,9 +12,10 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use support::containers::{mounts_under, Setup};
+use support::devices::LoopDevice;
 use support::layers::{assert_same_tree, snapshot, Kind, LayerTar, Tree};
 use support::{sh, Registry, RegistryAuth, Run, TempDir};
 
@@ -1672,51 +1673,6 @@ fn a_build_killed_during_a_run_leaves_nothing_the_next_build_does_not_clear() {
     );
 }
 
-/// A file of the host holding a secret, attached to a loop device.
-struct LoopDevice {
-    path: String,
-    major: u64,
-    minor: u64,
-    secret: String,
-    _dir: TempDir,
-}
-
-impl LoopDevice {
-    fn new() -> LoopDevice {
-        let dir = TempDir::new("ch05-loop");
-        let secret = format!("crabbox-host-secret-{}", std::process::id());
-        let mut bytes = secret.clone().into_bytes();
-        bytes.resize(1 << 20, 0);
-        let file = dir.join("disk.img");
-        fs::write(&file, bytes).unwrap();
-        let out = Command::new("losetup")
-            .args(["--find", "--show"])
-            .arg(&file)
-            .output()
-            .expect("losetup (util-linux)");
-        assert!(
-            out.status.success(),
-            "losetup: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        let rdev = std::os::unix::fs::MetadataExt::rdev(&fs::metadata(&path).unwrap());
-        LoopDevice {
-            major: libc::major(rdev) as u64,
-            minor: libc::minor(rdev) as u64,
-            path,
-            secret,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.path]).output();
-    }
-}
-
 /// A capability set from /proc/PID/status, as a number.
 fn caps(status: &str, field: &str) -> u64 {
     let line = status
@@ -1808,10 +1764,7 @@ RUN cat /proc/self/status > /status; for f in /proc/kcore /proc/timer_list /proc
     let disk = LoopDevice::new();
     lab.write(
         "Dockerfile",
-        &format!(
-            "FROM {{BASE}}\nRUN mknod /tmp/disk b {} {} && echo mknod worked && head -c 64 /tmp/disk\n",
-            disk.major, disk.minor
-        ),
+        &format!("FROM {{BASE}}\nRUN {}\n", disk.mknod_and_read("/tmp/disk")),
     );
     let (out, pid) = lab.build_with_pid(&["-t", "disk:1", "--no-cache"]);
     assert_ne!(

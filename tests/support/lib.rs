@@ -4,6 +4,7 @@
 //! fails, since guards drop while a panic unwinds).
 
 pub mod containers;
+pub mod devices;
 pub mod hostile;
 pub mod layers;
 pub mod netns;
