@@ -258,6 +258,31 @@ pub fn check_interface_name(name: &str) -> Result<()> {
 pub(crate) mod tests {
     use super::*;
 
+    /// A network record for tests: bridge `bridge`, subnet `10.SECOND.THIRD.0/24`
+    /// (each test module its own `second`, so tests never share a range).
+    pub(crate) fn test_network(
+        bridge: &str,
+        second: u8,
+        third: u8,
+        internal: bool,
+    ) -> crate::network::Network {
+        use std::net::Ipv4Addr;
+        crate::network::Network {
+            name: format!("net-{bridge}"),
+            id: format!("{third:064x}"),
+            driver: "bridge".into(),
+            bridge: bridge.into(),
+            subnet: crate::subnet::Cidr {
+                addr: Ipv4Addr::new(10, second, third, 0),
+                prefix: 24,
+            },
+            gateway: Ipv4Addr::new(10, second, third, 1),
+            internal,
+            created: "2024-01-01T00:00:00Z".into(),
+            endpoints: Default::default(),
+        }
+    }
+
     /// Is this test run as root? If not, say it is skipped, unless
     /// CRABBOX_REQUIRE_PRIVILEGED says skipping is a failure.
     pub(crate) fn root_or_skip() -> bool {

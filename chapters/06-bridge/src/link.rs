@@ -229,28 +229,9 @@ fn check_mac(mac: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::address::tests::{in_new_netns, root_or_skip, Sleeper};
-    use crate::subnet::Cidr;
-    use std::collections::BTreeMap;
+    use crate::address::tests::{in_new_netns, root_or_skip, test_network, Sleeper};
     use std::net::Ipv4Addr;
     use std::process::Command;
-
-    fn network(bridge: &str, third: u8, internal: bool) -> Network {
-        Network {
-            name: format!("net-{bridge}"),
-            id: format!("{third:064x}"),
-            driver: "bridge".into(),
-            bridge: bridge.into(),
-            subnet: Cidr {
-                addr: Ipv4Addr::new(10, 99, third, 0),
-                prefix: 24,
-            },
-            gateway: Ipv4Addr::new(10, 99, third, 1),
-            internal,
-            created: "2024-01-01T00:00:00Z".into(),
-            endpoints: BTreeMap::new(),
-        }
-    }
 
     fn endpoint(network: &Network, host: u8, container_id: &str) -> Endpoint {
         let [a, b, c, _] = network.subnet.addr.octets();
@@ -289,7 +270,7 @@ mod tests {
             return;
         }
         in_new_netns(|| {
-            let net = network("cbtest1", 1, false);
+            let net = test_network("cbtest1", 99, 1, false);
             assert!(!exists("cbtest1"));
             ensure_bridge(&net).unwrap();
             ensure_bridge(&net).unwrap();
@@ -313,7 +294,7 @@ mod tests {
             return;
         }
         in_new_netns(|| {
-            let net = network("cbtest2", 2, false);
+            let net = test_network("cbtest2", 99, 2, false);
             ensure_bridge(&net).unwrap();
             let container = Sleeper::start();
             let ep = endpoint(&net, 2, "container-a");
@@ -355,7 +336,7 @@ mod tests {
             return;
         }
         in_new_netns(|| {
-            let net = network("cbtest3", 3, true);
+            let net = test_network("cbtest3", 99, 3, true);
             ensure_bridge(&net).unwrap();
             let container = Sleeper::start();
             let ep = endpoint(&net, 5, "container-b");
@@ -377,7 +358,7 @@ mod tests {
             return;
         }
         in_new_netns(|| {
-            let net = network("cbtest4", 4, false);
+            let net = test_network("cbtest4", 99, 4, false);
             ensure_bridge(&net).unwrap();
             let container = Sleeper::start();
             let first = endpoint(&net, 2, "container-c");
@@ -409,7 +390,7 @@ mod tests {
             return;
         }
         in_new_netns(|| {
-            let net = network("cbtest5", 5, false);
+            let net = test_network("cbtest5", 99, 5, false);
             ensure_bridge(&net).unwrap();
             let iptables = crate::nat::Iptables::detect().unwrap();
             iptables.ensure_chains().unwrap();

@@ -692,25 +692,8 @@ fn hint(said: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::address::tests::{in_new_netns, root_or_skip};
+    use crate::address::tests::{in_new_netns, root_or_skip, test_network};
     use crate::subnet::Cidr;
-
-    fn network(bridge: &str, third: u8, internal: bool) -> Network {
-        Network {
-            name: format!("net-{bridge}"),
-            id: format!("{third:064x}"),
-            driver: "bridge".into(),
-            bridge: bridge.into(),
-            subnet: Cidr {
-                addr: Ipv4Addr::new(10, 98, third, 0),
-                prefix: 24,
-            },
-            gateway: Ipv4Addr::new(10, 98, third, 1),
-            internal,
-            created: "2024-01-01T00:00:00Z".into(),
-            endpoints: Default::default(),
-        }
-    }
 
     fn dnat(host_ip: Option<Ipv4Addr>, host_port: u16, protocol: &str) -> Dnat {
         Dnat {
@@ -780,7 +763,7 @@ mod tests {
 
     #[test]
     fn subnets_are_written_as_iptables_save_prints_them() {
-        let mut net = network("cbnat1", 1, false);
+        let mut net = test_network("cbnat1", 98, 1, false);
         net.subnet = Cidr {
             addr: Ipv4Addr::new(172, 18, 3, 7),
             prefix: 16,
@@ -840,10 +823,13 @@ mod tests {
         for iptables in backends() {
             in_new_netns(move || {
                 iptables.ensure_chains().unwrap();
-                let other = network("cbnat2", 2, false);
+                let other = test_network("cbnat2", 98, 2, false);
                 iptables.add_network(&other).unwrap();
                 let before = save_all(&iptables);
-                for net in [network("cbnat1", 1, false), network("cbnat3", 3, true)] {
+                for net in [
+                    test_network("cbnat1", 98, 1, false),
+                    test_network("cbnat3", 98, 3, true),
+                ] {
                     iptables.add_network(&net).unwrap();
                     let added = save_all(&iptables);
                     assert_ne!(added, before);
@@ -871,7 +857,9 @@ mod tests {
         for iptables in backends() {
             in_new_netns(move || {
                 iptables.ensure_chains().unwrap();
-                iptables.add_network(&network("cbnat1", 1, false)).unwrap();
+                iptables
+                    .add_network(&test_network("cbnat1", 98, 1, false))
+                    .unwrap();
                 let before = iptables.rules().unwrap();
                 for d in [
                     dnat(None, 8080, "tcp"),
@@ -904,7 +892,7 @@ mod tests {
         in_new_netns(|| {
             use crate::address::tests::Sleeper;
             use crate::link;
-            let net = network("cbnat6", 6, false);
+            let net = test_network("cbnat6", 98, 6, false);
             crate::address::enable_forwarding().unwrap();
             link::ensure_bridge(&net).unwrap();
             crate::address::enable_route_localnet("cbnat6").unwrap();
