@@ -50,6 +50,14 @@ pub fn allocate(
             network.name
         )));
     }
+    // An alias is written into the /etc/hosts of every peer: a blank or a
+    // newline in it would add lines of its own there (another name for
+    // another address). Only a plain name is an alias.
+    if let Some(bad) = aliases.iter().find(|a| !crate::network::valid_name(a)) {
+        return Err(Error::new(format!(
+            "invalid network alias {bad:?}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+        )));
+    }
     let in_use: HashSet<Ipv4Addr> = network.endpoints.values().map(|e| e.ip).collect();
     let ip = match requested {
         Some(ip) => {
@@ -284,5 +292,34 @@ mod tests {
     fn macs_come_from_the_address() {
         assert_eq!(mac_for(ip("172.17.0.2")), "02:42:ac:11:00:02");
         assert_eq!(mac_for(ip("192.168.255.254")), "02:42:c0:a8:ff:fe");
+    }
+
+    #[test]
+    fn an_alias_cannot_write_lines_into_the_peers_hosts_files() {
+        let mut network = network("172.30.0.0/16", "172.30.0.1");
+        for bad in ["db\n10.0.0.1 bank", "two words", "", "-x"] {
+            let err = allocate(
+                &mut network,
+                "c1",
+                "web",
+                None,
+                vec![bad.into()],
+                "eth0",
+                "veth1",
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("invalid network alias"), "{err}");
+        }
+        assert!(network.endpoints.is_empty());
+        allocate(
+            &mut network,
+            "c1",
+            "web",
+            None,
+            vec!["postgres".into()],
+            "eth0",
+            "veth1",
+        )
+        .unwrap();
     }
 }
