@@ -24,7 +24,13 @@
 //!   (the one way an image gets a name: `pull`, `load`, chapter 5's `build`);
 //! - [`cli::image_or_pull`]: the image from the store, or pulled first;
 //! - [`error::ErrorKind`]: the failures a caller tells apart without
-//!   reading the message (a transfer that broke off is retried).
+//!   reading the message (a transfer that broke off is retried);
+//! - [`store::Store::pin_blobs`]: blobs that no name reaches, kept from
+//!   garbage collection for another owner (chapter 5's build cache);
+//! - [`manifest::RunConfig`]'s `other`: the config fields this engine does
+//!   not act on (`Healthcheck`, `OnBuild`, `Shell`) kept as they are;
+//! - [`registry::Registry::request`] and [`registry::Access`]: any method,
+//!   with headers and a body, and push access (chapter 5's `push`).
 
 pub mod archive;
 pub mod auth;

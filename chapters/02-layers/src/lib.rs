@@ -12,8 +12,12 @@
 //! 5. [`overlay`] and [`rootfs`]: the overlay mount, and the `Rootfs`
 //!    extension point chapters 3 and 5 use (`Rootfs::prepare` over an
 //!    image, `Rootfs::prepare_layers` over any list of layers, such as a
-//!    build step's parent);
-//! 6. [`diff`]: an upper directory turned back into a layer;
+//!    build step's parent; `Rootfs::with_overlay_options` for a writable
+//!    layer that will become an image layer);
+//! 6. [`diff`]: an upper directory turned back into a layer (device
+//!    nodes and FIFOs included), and [`layer_store::LayerStore::adopt`],
+//!    which makes that upper directory the layer's directory by renaming
+//!    it (chapter 5's build steps);
 //! 7. [`changes`]: what each layer adds, changes and deletes.
 
 pub mod changes;
